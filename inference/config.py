@@ -1,0 +1,111 @@
+"""One settings object for the whole system (pydantic-settings, env prefix ``TRIAGE_``).
+
+Every knob lives here: where data is kept, which database and queue to use, where the models are, which
+ONNX Runtime providers to try, the DICOM receiver and the quality-gate limits. Defaults work with no
+configuration at all (SQLite database and queue inside the data directory); an optional ``.env`` file in
+the working directory is read too.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SECRET = "change-me-research-only"
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "chest-ct-triage"
+
+
+class QualityLimits(BaseSettings):
+    """Limits of the quality gate (``TRIAGE_QUALITY__<NAME>``)."""
+
+    min_slices: int = 8
+    max_slice_thickness_mm: float = 3.0
+    gap_factor: float = 1.5
+    max_gantry_tilt_deg: float = 1.0
+    axial_tolerance_deg: float = 15.0
+    full_chest_extent_mm: float = 200.0
+    position_tolerance_mm: float = 0.01
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Environment: ``TRIAGE_DATA_DIR``, ``TRIAGE_DATABASE_URL`` and so on."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRIAGE_", env_file=".env", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None
+    queue_url: str | None = None
+    model_dir: Path = PROJECT_ROOT / "assets" / "models"
+    onnx_providers: list[str] = [
+        "TensorrtExecutionProvider",
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
+    onnx_threads: int = 0
+
+    receiver_ae_title: str = "TRIAGE"
+    receiver_port: int = 11112
+    receiver_host: str = "127.0.0.1"
+    receiver_allowed_callers: list[str] = []
+    study_quiet_period_s: float = 30.0
+
+    series_rules: Path | None = None
+    quality: QualityLimits = Field(default_factory=QualityLimits)
+
+    secret_key: str = DEFAULT_SECRET
+    demo_mode: bool = False
+    max_wait_minutes: float = 120.0
+    pe_critical_threshold: float = 0.5
+    ai_hidden_fraction: float = 0.2
+
+    @field_validator("data_dir", "model_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    # --- derived locations -------------------------------------------------------------------------
+    @property
+    def inbox_dir(self) -> Path:
+        return self.data_dir / "inbox"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'triage.db'}"
+
+    @property
+    def resolved_queue_url(self) -> str:
+        return self.queue_url or f"sqlite:///{self.data_dir / 'queue.db'}"
+
+    def unsafe_reasons(self) -> list[str]:
+        """Settings that are unsafe outside demo mode, as plain sentences (empty when safe)."""
+        reasons = []
+        if self.secret_key == DEFAULT_SECRET:
+            reasons.append("TRIAGE_SECRET_KEY is the built-in placeholder; set a long random value.")
+        if self.receiver_host not in ("127.0.0.1", "localhost", "::1") and not self.receiver_allowed_callers:
+            reasons.append(
+                "the DICOM receiver listens beyond loopback with no TRIAGE_RECEIVER_ALLOWED_CALLERS allow-list."
+            )
+        return reasons
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once; tests call ``get_settings.cache_clear()``)."""
+    return Settings()
