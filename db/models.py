@@ -1,0 +1,289 @@
+"""All database tables (SQLModel). Schema changes go through Alembic (``db/migrations``).
+
+Privacy: patient identifiers (patient ID, name, age, sex, accession) live only in ``Study``; every other
+table refers to a study by its integer ``id`` and log lines carry the study UID only.
+
+Timestamps are aware UTC datetimes (``UTCDateTime``). Readers are referred to by ``username`` (a foreign key
+to ``app_user.username``), which keeps claims and analytics readable without joins.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import JSON, Field, SQLModel
+
+from db.types import UTCDateTime, utcnow
+
+# Naming convention so constraint names are the same on every engine and in the migration.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class StudyStatus(str, Enum):
+    """Life cycle of a study: received → queued → analysing → ready → in_review → signed."""
+
+    received = "received"
+    queued = "queued"
+    analysing = "analysing"
+    ready = "ready"
+    in_review = "in_review"
+    signed = "signed"
+    failed = "failed"
+    unsuitable = "unsuitable"
+
+
+#: States in which the AI result is missing for a reason a human must see ("needs attention").
+ATTENTION_STATUSES = (StudyStatus.failed.value, StudyStatus.unsuitable.value)
+#: States shown on the worklist by default (everything not yet signed).
+OPEN_STATUSES = tuple(s.value for s in StudyStatus if s is not StudyStatus.signed)
+FINDING_KINDS = ("nodule", "embolism")
+VERDICTS = ("confirmed", "rejected")
+ROLES = ("reader", "admin")
+
+
+def _ts(*, nullable: bool = True, index: bool = False) -> Any:
+    """A timestamp column (aware UTC)."""
+    if nullable:
+        return Field(default=None, sa_type=UTCDateTime, nullable=True, index=index)
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=index)
+
+
+def _str(length: int, *, nullable: bool = True, index: bool = False, default: Any = None) -> Any:
+    return Field(default=default, sa_type=sa.String(length), nullable=nullable, index=index)
+
+
+def _fk(target: str, *, nullable: bool = False, ondelete: str = "CASCADE", index: bool = True) -> Any:
+    return Field(default=None, foreign_key=target, nullable=nullable, ondelete=ondelete, index=index)
+
+
+def _user_fk(*, nullable: bool = False, ondelete: str = "RESTRICT", index: bool = True) -> Any:
+    """A username column referring to ``app_user`` (users are deactivated, not deleted)."""
+    return Field(
+        default=None,
+        sa_type=sa.String(64),
+        foreign_key="app_user.username",
+        nullable=nullable,
+        ondelete=ondelete,
+        index=index,
+    )
+
+
+def _session_fk() -> Any:
+    return _fk("reading_session.id", nullable=True, ondelete="SET NULL", index=False)
+
+
+class User(SQLModel, table=True):
+    """A person who can log in: a reader or an admin."""
+
+    __tablename__ = "app_user"
+    __table_args__ = (sa.CheckConstraint("role IN ('reader', 'admin')", name="role"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(sa_type=sa.String(64), unique=True, nullable=False)
+    password_hash: str = Field(sa_type=sa.String(255), nullable=False)
+    role: str = Field(default="reader", sa_type=sa.String(16), nullable=False)
+    active: bool = Field(default=True, nullable=False)
+    created_at: datetime = _ts(nullable=False)
+
+
+class Study(SQLModel, table=True):
+    """One CT study: DICOM identity, patient identifiers, life-cycle times, AI scores and the claim."""
+
+    __tablename__ = "study"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "status IN ('received', 'queued', 'analysing', 'ready', 'in_review', 'signed', 'failed', "
+            "'unsuitable')",
+            name="status",
+        ),
+        # Worklist: filter by status, order by critical / priority / arrival.
+        sa.Index("ix_study_worklist", "status", "critical", "priority", "received_at"),
+        sa.Index("ix_study_status_received", "status", "received_at"),
+        sa.Index("ix_study_signed_at", "signed_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_uid: str = Field(sa_type=sa.String(64), unique=True, nullable=False)
+    accession: str | None = _str(64, index=True)
+    patient_id: str | None = _str(64)
+    patient_name: str | None = _str(255)
+    patient_age: str | None = _str(8)
+    patient_sex: str | None = _str(16)
+    description: str | None = _str(255)
+    study_date: str | None = _str(8)
+    modality: str | None = _str(16)
+    manufacturer: str | None = _str(128)
+    scanner_model: str | None = _str(128)
+    kernel: str | None = _str(64)
+    scanner_profile: str | None = _str(64, index=True)
+    received_at: datetime = _ts(nullable=False)
+    queued_at: datetime | None = _ts()
+    analysed_at: datetime | None = _ts()
+    signed_at: datetime | None = _ts()
+    status: str = Field(default=StudyStatus.received.value, sa_type=sa.String(16), nullable=False)
+    nodule_score: float | None = None
+    embolism_score: float | None = None
+    priority: float | None = None
+    critical: bool = Field(default=False, nullable=False)
+    attention_reason: str | None = Field(default=None, sa_type=sa.Text)
+    data_path: str | None = Field(default=None, sa_type=sa.Text)
+    claimed_by: str | None = _user_fk(nullable=True, ondelete="SET NULL", index=False)
+    claimed_at: datetime | None = _ts()
+
+
+class Series(SQLModel, table=True):
+    """A DICOM series of a study; ``selected`` marks the one the pipeline analysed."""
+
+    __tablename__ = "series"
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = _fk("study.id")
+    series_uid: str = Field(sa_type=sa.String(64), unique=True, nullable=False)
+    series_number: int | None = None
+    description: str | None = _str(255)
+    modality: str | None = _str(16)
+    kernel: str | None = _str(64)
+    slice_thickness_mm: float | None = None
+    n_instances: int | None = None
+    selected: bool = Field(default=False, nullable=False)
+    path: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class AnalysisRun(SQLModel, table=True):
+    """One pass of the pipeline over a study: which models, where, how long, and any error."""
+
+    __tablename__ = "analysis_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = _fk("study.id")
+    series_uid: str | None = _str(64)
+    started_at: datetime | None = _ts()
+    finished_at: datetime = _ts(nullable=False)
+    provider: str | None = _str(64)
+    models: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    timings_ms: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class Finding(SQLModel, table=True):
+    """An AI finding. Centre in LPS patient millimetres and in voxel indices (k, j, i) = (z, y, x)."""
+
+    __tablename__ = "finding"
+    __table_args__ = (sa.CheckConstraint("kind IN ('nodule', 'embolism')", name="kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = _fk("study.id")
+    run_id: int = _fk("analysis_run.id")
+    kind: str = Field(sa_type=sa.String(16), nullable=False)
+    probability: float = Field(nullable=False)
+    center_x_mm: float | None = None
+    center_y_mm: float | None = None
+    center_z_mm: float | None = None
+    center_k: int | None = None
+    center_j: int | None = None
+    center_i: int | None = None
+    diameter_mm: float | None = None
+    volume_ml: float | None = None
+    mean_hu: float | None = None
+    texture: str | None = _str(32)
+    lung_rads: str | None = _str(8)
+    location: str | None = _str(64)
+    mask_path: str | None = Field(default=None, sa_type=sa.Text)
+    heatmap_path: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class ReadingSession(SQLModel, table=True):
+    """A reader's time with one study; ``ai_shown`` is the study arm (AI results visible or hidden)."""
+
+    __tablename__ = "reading_session"
+    __table_args__ = (sa.Index("ix_reading_session_reader_opened", "reader", "opened_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = _fk("study.id")
+    reader: str = _user_fk(index=False)
+    opened_at: datetime = _ts(nullable=False)
+    closed_at: datetime | None = _ts()
+    active_seconds: float | None = None
+    ai_shown: bool = Field(default=True, nullable=False)
+
+
+class FindingVerdict(SQLModel, table=True):
+    """A reader's verdict on one AI finding (one per reader and finding; the latest wins)."""
+
+    __tablename__ = "finding_verdict"
+    __table_args__ = (
+        sa.UniqueConstraint("finding_id", "reader"),
+        sa.CheckConstraint("verdict IN ('confirmed', 'rejected')", name="verdict"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    finding_id: int = _fk("finding.id")
+    reader: str = _user_fk()
+    verdict: str = Field(sa_type=sa.String(16), nullable=False)
+    reading_session_id: int | None = _session_fk()
+    at: datetime = _ts(nullable=False)
+
+
+class ReaderFinding(SQLModel, table=True):
+    """A finding the reader added because the AI missed it (counts as an AI false negative)."""
+
+    __tablename__ = "reader_finding"
+    __table_args__ = (sa.CheckConstraint("kind IN ('nodule', 'embolism')", name="kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = _fk("study.id")
+    reader: str = _user_fk()
+    kind: str = Field(sa_type=sa.String(16), nullable=False)
+    center_x_mm: float | None = None
+    center_y_mm: float | None = None
+    center_z_mm: float | None = None
+    center_k: int | None = None
+    center_j: int | None = None
+    center_i: int | None = None
+    diameter_mm: float | None = None
+    note: str | None = Field(default=None, sa_type=sa.Text)
+    reading_session_id: int | None = _session_fk()
+    created_at: datetime = _ts(nullable=False)
+
+
+class StudyReport(SQLModel, table=True):
+    """The signed final impression of a study: the reference standard for AI performance figures."""
+
+    __tablename__ = "study_report"
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", nullable=False, ondelete="CASCADE", unique=True)
+    nodule: bool = Field(nullable=False)
+    embolism: bool = Field(nullable=False)
+    lung_rads: str | None = _str(8)
+    impression: str | None = Field(default=None, sa_type=sa.Text)
+    signed_by: str = _user_fk()
+    signed_at: datetime = _ts(nullable=False)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what to which study, when. ``actor`` is a username or a system name (``worker``)."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(nullable=False, index=True)
+    actor: str = Field(sa_type=sa.String(64), nullable=False, index=True)
+    action: str = Field(sa_type=sa.String(64), nullable=False)
+    study_id: int | None = _fk("study.id", nullable=True, ondelete="SET NULL")
+    detail: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True)
+
+
+ALL_TABLES = [
+    User, Study, Series, AnalysisRun, Finding, ReadingSession, FindingVerdict, ReaderFinding, StudyReport,
+    AuditEvent,
+]

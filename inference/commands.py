@@ -1,0 +1,127 @@
+"""Sub-commands of the inference side: ``inspect`` and ``ingest`` (thin wrappers over the API)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from inference.config import get_settings
+from inference.dicom.inbox import ingest_paths
+from inference.dicom.load import StudyInspection, inspect_paths
+
+
+def _fmt_vec(v, nd=2) -> str:
+    return "(" + ", ".join(f"{x:.{nd}f}" for x in v) + ")"
+
+
+def format_inspection(rep: StudyInspection) -> str:
+    """Plain-text report of one study (no patient identifiers)."""
+    lines = [f"Study {rep.study_uid}  ({len(rep.series)} series)"]
+    for s in rep.series:
+        mark = "*" if s["series_uid"] == rep.selected_series_uid else " "
+        thick = f"{s['slice_thickness_mm']:g} mm" if s["slice_thickness_mm"] else "? mm"
+        extra = f"skipped: {s['skip_reason']}" if s["skip_reason"] else "candidate"
+        lines.append(
+            f" {mark} series {s['series_uid']}  {s['modality'] or '?'}  '{s['description']}'  "
+            f"{s['slices']} slices  {thick}  kernel {s['kernel'] or '?'}  [{extra}]"
+        )
+    if rep.selected_series_uid:
+        lines.append(f"Selected: {rep.selected_series_uid}\n  why: {rep.selection_reason}")
+    v = rep.volume
+    if v is not None:
+        z0 = v.voxel_to_patient((0, 0, 0))[2]
+        z1 = v.voxel_to_patient((v.shape[0] - 1, 0, 0))[2]
+        lines += [
+            f"Volume: {v.shape[0]} x {v.shape[1]} x {v.shape[2]} voxels (slices x rows x columns), "
+            f"spacing z/y/x {_fmt_vec(v.spacing_mm, 3)} mm",
+            f"  origin (LPS mm) {_fmt_vec(v.origin_mm)}, slice normal {_fmt_vec(v.direction[:, 2], 3)}",
+            f"  coverage z {min(z0, z1):.2f} .. {max(z0, z1):.2f} mm ({v.extent_mm()[0]:.1f} mm), "
+            f"HU range {int(v.hu.min())} .. {int(v.hu.max())}",
+            f"  scanner {v.meta.get('manufacturer') or '?'} {v.meta.get('model') or ''}, "
+            f"kVp {v.meta.get('kvp') or '?'}, contrast {'yes' if v.meta.get('contrast') else 'no'}",
+        ]
+    errors = [i for i in rep.issues if i.severity == "error"]
+    warnings = [i for i in rep.issues if i.severity == "warning"]
+    if rep.ok:
+        lines.append("Verdict: USABLE" + (" with warnings:" if warnings else ""))
+    else:
+        lines.append("Verdict: NOT USABLE:")
+    for i in (warnings if rep.ok else errors + warnings):
+        lines.append(f"  - [{i.severity}] {i}")
+    return "\n".join(lines)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    try:
+        scan_result, reports = inspect_paths(args.paths)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ok = bool(reports) and all(r.ok for r in reports)
+    unreadable = [{"file": s.label, "reason": why} for s, why in scan_result.unreadable]
+    if args.json:
+        out = {"ok": ok, "studies": [r.to_dict() for r in reports], "unreadable": unreadable}
+        print(json.dumps(out, indent=2))
+    else:
+        for rep in reports:
+            print(format_inspection(rep))
+            print()
+        if unreadable:
+            print(f"{len(unreadable)} file(s) are not readable DICOM, e.g. {unreadable[0]['file']}: "
+                  f"{unreadable[0]['reason']}")
+    if not reports:
+        print(f"error: no DICOM study found in {', '.join(map(str, args.paths))}", file=sys.stderr)
+    for rep in reports:
+        if not rep.ok:
+            for i in rep.issues:
+                if i.severity == "error":
+                    print(f"error: study {rep.study_uid}: {i}", file=sys.stderr)
+    return 0 if ok else 2
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    try:
+        report = ingest_paths(args.paths, settings=settings)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from inference.intake import register_ingested  # late: needs the database
+
+    queued = register_ingested(report, settings=settings)
+    summary = report.to_dict()
+    summary["queued"] = queued
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(
+            f"stored {summary['stored']} file(s), {summary['duplicates']} already present, "
+            f"{len(summary['quarantined'])} quarantined; {len(summary['studies'])} study(ies); "
+            f"{len(queued)} queued for analysis"
+        )
+        for q in summary["quarantined"]:
+            print(f"  quarantined {q['file']}: {q['reason']}")
+        print(f"inbox: {settings.inbox_dir}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="studies and series found, the series selected and why, geometry, quality verdict",
+        description="Inspect DICOM files, folders or zips. Exit 0 when every study is usable, 2 when not.",
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser(
+        "ingest",
+        help="import DICOM files/folders/zips into the inbox and queue the studies",
+        description="Files are stored as inbox/<study>/<series>/<sop>.dcm; unparseable files go to quarantine/.",
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=cmd_ingest)

@@ -1,0 +1,202 @@
+"""The inbox: received files kept as received, atomically and idempotently; bad files quarantined.
+
+Layout under the data directory::
+
+    inbox/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm
+    quarantine/<sha256-16>-<original name>            (the bytes as received)
+    quarantine/<sha256-16>-<original name>.reason.json (why, from where, when)
+
+Nothing here deletes a file. The receiver (C-STORE) and ``triage ingest`` both call ``store_bytes``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from inference.config import Settings, get_settings
+from inference.dicom.sources import iter_sources
+
+log = logging.getLogger(__name__)
+
+UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
+
+
+@dataclass
+class StoreOutcome:
+    """What happened to one file: ``stored``, ``duplicate`` or ``quarantined``."""
+
+    status: str
+    path: Path
+    study_uid: str | None = None
+    series_uid: str | None = None
+    sop_uid: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class IngestReport:
+    """Counts and details of one ingest run."""
+
+    outcomes: list[StoreOutcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def studies(self) -> dict[str, set[str]]:
+        """``{study_uid: {series_uid, ...}}`` of files stored or already present."""
+        out: dict[str, set[str]] = {}
+        for o in self.outcomes:
+            if o.status in ("stored", "duplicate") and o.study_uid:
+                out.setdefault(o.study_uid, set()).add(o.series_uid or "")
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "stored": self.count("stored"),
+            "duplicates": self.count("duplicate"),
+            "quarantined": [
+                {"file": str(o.path), "reason": o.reason} for o in self.outcomes if o.status == "quarantined"
+            ],
+            "studies": {k: sorted(v) for k, v in self.studies.items()},
+        }
+
+
+class RejectedFile(Exception):
+    """A received file that cannot go into the inbox (the message says why)."""
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+
+
+def _check_uid(ds: pydicom.Dataset, keyword: str) -> str:
+    value = str(ds.get(keyword, "") or "").strip()
+    if not value:
+        raise RejectedFile(f"missing {keyword}")
+    if len(value) > 64 or not UID_RE.match(value):
+        raise RejectedFile(f"{keyword} is not a valid UID")
+    return value
+
+
+def validate_bytes(data: bytes) -> pydicom.Dataset:
+    """Parse ``data`` as DICOM and check what the inbox relies on.
+
+    Raises:
+        RejectedFile: not DICOM, missing or invalid UIDs, no or truncated pixel data.
+    """
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except InvalidDicomError:
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        except Exception as exc:
+            raise RejectedFile(f"not a DICOM file ({type(exc).__name__})") from exc
+        if "SOPInstanceUID" not in ds:
+            raise RejectedFile("not a DICOM file (no DICOM preamble and no SOP Instance UID)")
+    except Exception as exc:
+        raise RejectedFile(f"unreadable DICOM ({type(exc).__name__}: {exc})") from exc
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        _check_uid(ds, keyword)
+    if "PixelData" in ds:
+        tsyntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
+        if tsyntax in UNCOMPRESSED:
+            try:
+                frames = int(ds.get("NumberOfFrames", 1) or 1)
+                expected = int(ds.Rows) * int(ds.Columns) * frames * int(ds.get("SamplesPerPixel", 1)) * (
+                    int(ds.BitsAllocated) // 8
+                )
+                actual = len(ds.PixelData)
+            except Exception as exc:
+                raise RejectedFile(f"pixel data unreadable ({type(exc).__name__}: {exc})") from exc
+            if actual < expected:
+                raise RejectedFile(f"truncated pixel data ({actual} of {expected} bytes)")
+    return ds
+
+
+def quarantine_bytes(data: bytes, *, name: str, origin: str, reason: str, settings: Settings) -> Path:
+    """Keep ``data`` in quarantine with a reason file beside it (idempotent by content hash)."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:80] or "file"
+    target = settings.quarantine_dir / f"{digest}-{safe}"
+    if not target.exists():
+        _atomic_write(target, data)
+        info = {
+            "reason": reason,
+            "origin": origin,
+            "received_at": datetime.now(timezone.utc).isoformat(),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "bytes": len(data),
+        }
+        _atomic_write(target.with_name(target.name + ".reason.json"), json.dumps(info, indent=2).encode())
+    log.warning("quarantined %s: %s", target.name, reason)
+    return target
+
+
+def store_bytes(data: bytes, *, name: str, origin: str, settings: Settings | None = None) -> StoreOutcome:
+    """Store one received file in the inbox, or in quarantine when it is unusable.
+
+    Args:
+        data: The file's bytes exactly as received.
+        name: Original file name (used for quarantine only).
+        origin: Where it came from (a path, ``storescu@AE``), recorded with a quarantined file.
+    """
+    settings = settings or get_settings()
+    try:
+        ds = validate_bytes(data)
+    except RejectedFile as exc:
+        path = quarantine_bytes(data, name=name, origin=origin, reason=str(exc), settings=settings)
+        return StoreOutcome("quarantined", path, reason=str(exc))
+    study, series, sop = (str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
+    target = settings.inbox_dir / study / series / f"{sop}.dcm"
+    if target.exists():
+        if hashlib.sha256(target.read_bytes()).digest() != hashlib.sha256(data).digest():
+            reason = f"a different file with the same SOP Instance UID is already stored ({target.name})"
+            path = quarantine_bytes(data, name=name, origin=origin, reason=reason, settings=settings)
+            return StoreOutcome("quarantined", path, study, series, sop, reason)
+        return StoreOutcome("duplicate", target, study, series, sop)
+    _atomic_write(target, data)
+    return StoreOutcome("stored", target, study, series, sop)
+
+
+def ingest_paths(paths: Iterable[Path | str], *, settings: Settings | None = None) -> IngestReport:
+    """Copy every file under ``paths`` (files, folders, zips) into the inbox or quarantine.
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+    """
+    settings = settings or get_settings()
+    report = IngestReport()
+    for source in iter_sources(paths):
+        try:
+            data = source.read_bytes()
+        except OSError as exc:
+            log.warning("cannot read %s: %s", source.name, exc)
+            report.outcomes.append(StoreOutcome("quarantined", source.path, reason=f"cannot read: {exc}"))
+            continue
+        report.outcomes.append(store_bytes(data, name=source.name, origin=source.label, settings=settings))
+    log.info(
+        "ingest: %d stored, %d already present, %d quarantined",
+        report.count("stored"), report.count("duplicate"), report.count("quarantined"),
+    )
+    return report
