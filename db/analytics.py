@@ -1,0 +1,296 @@
+"""Analytics for the dashboard: plain lists of dicts, ready for a table or a Plotly chart.
+
+Definitions (the tests check each against hand-computed numbers):
+
+- **Reading time per case**: the sum of ``active_seconds`` of a reader's *closed* reading sessions on one
+  study in one arm (``ai_shown`` true = "ai_shown", false = "ai_hidden"). The week of a case is the ISO
+  week (UTC) of its first session. Figures: ``n`` cases, ``median_s``, ``mean_s``.
+- **Turnaround**: arrival (``received_at``) to signature (``signed_at``) of signed studies, in minutes, by
+  priority class: ``critical`` (critical flag), ``high`` (priority ≥ ``high_priority``), ``routine``
+  (scored, below that) and ``unscored`` (no AI score: failed, unsuitable or never analysed).
+- **AI performance** per kind against signed ``StudyReport``\\ s: the AI calls a study positive when its
+  score is ≥ the threshold (embolism: the critical threshold; nodule: ``nodule_threshold``). Studies
+  without a score are left out and counted in ``unscored``. Sensitivity = TP/(TP+FN), specificity =
+  TN/(TN+FP), PPV = TP/(TP+FP), NPV = TN/(TN+FN); ``None`` when the denominator is 0.
+- **AI false-negative rate** per kind, lesion level: reader-added findings / (AI findings confirmed by a
+  reader + reader-added findings).
+- **Scanner profiles**: per ``scanner_profile`` (``"unknown"`` when unset) the study counts by outcome
+  and the embolism performance figures above.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from db.models import Finding, FindingVerdict, ReaderFinding, ReadingSession, Study, StudyReport
+from db.types import iso_week, seconds_between
+
+_S = Study.__table__
+_R = StudyReport.__table__
+_RS = ReadingSession.__table__
+
+
+def _summary(values: list[float], scale: float = 1.0, suffix: str = "s") -> dict[str, Any]:
+    return {
+        "n": len(values),
+        f"median_{suffix}": round(statistics.median(values) / scale, 3) if values else None,
+        f"mean_{suffix}": round(statistics.fmean(values) / scale, 3) if values else None,
+    }
+
+
+def _arm(ai_shown: Any) -> str:
+    return "ai_shown" if ai_shown else "ai_hidden"
+
+
+def reading_cases(
+    *, session: Session, since: datetime | None = None, until: datetime | None = None
+) -> list[tuple[str, str, str, float]]:
+    """Every reading case as ``(reader, arm, iso_week, seconds)`` (see the module docstring)."""
+    first = sa.func.min(_RS.c.opened_at)
+    query = (
+        sa.select(_RS.c.reader, _RS.c.ai_shown, iso_week(first), sa.func.sum(_RS.c.active_seconds))
+        .where(_RS.c.closed_at.is_not(None), _RS.c.active_seconds.is_not(None))
+        .group_by(_RS.c.study_id, _RS.c.reader, _RS.c.ai_shown)
+    )
+    if since is not None:
+        query = query.where(_RS.c.opened_at >= since)
+    if until is not None:
+        query = query.where(_RS.c.opened_at < until)
+    return [(r, _arm(a), w, float(s)) for r, a, w, s in session.execute(query)]
+
+
+def _grouped(cases: Iterable[tuple[str, str, str, float]], key: Any) -> dict[tuple, list[float]]:
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for case in cases:
+        groups[key(case)].append(case[3])
+    return groups
+
+
+def reading_time_by_arm(*, session: Session, **window: Any) -> list[dict[str, Any]]:
+    """Reading time per case by arm: ``[{"arm", "n", "median_s", "mean_s"}]`` (both arms always listed)."""
+    groups = _grouped(reading_cases(session=session, **window), lambda c: (c[1],))
+    return [{"arm": arm, **_summary(groups.get((arm,), []))} for arm in ("ai_shown", "ai_hidden")]
+
+
+def reading_time_by_reader(*, session: Session, **window: Any) -> list[dict[str, Any]]:
+    """Reading time per case by reader and arm: ``[{"reader", "arm", "n", "median_s", "mean_s"}]``."""
+    groups = _grouped(reading_cases(session=session, **window), lambda c: (c[0], c[1]))
+    return [{"reader": r, "arm": a, **_summary(v)} for (r, a), v in sorted(groups.items())]
+
+
+def reading_time_by_week(*, session: Session, **window: Any) -> list[dict[str, Any]]:
+    """Reading time per case by ISO week and arm: ``[{"week", "arm", "n", "median_s", "mean_s"}]``."""
+    groups = _grouped(reading_cases(session=session, **window), lambda c: (c[2], c[1]))
+    return [{"week": w, "arm": a, **_summary(v)} for (w, a), v in sorted(groups.items())]
+
+
+def _priority_class(high_priority: float) -> sa.ColumnElement[str]:
+    return sa.case(
+        (_S.c.critical, "critical"),
+        (_S.c.priority.is_(None), "unscored"),
+        (_S.c.priority >= high_priority, "high"),
+        else_="routine",
+    )
+
+
+def turnaround_by_priority(*, session: Session, high_priority: float = 0.5) -> list[dict[str, Any]]:
+    """Arrival → signed, in minutes, per priority class: ``[{"priority_class", "n", "median_min",
+    "mean_min"}]`` in the order critical, high, routine, unscored (classes without studies omitted)."""
+    query = sa.select(
+        _priority_class(high_priority), seconds_between(_S.c.received_at, _S.c.signed_at)
+    ).where(_S.c.signed_at.is_not(None))
+    groups: dict[str, list[float]] = defaultdict(list)
+    for cls, seconds in session.execute(query):
+        groups[cls].append(float(seconds))
+    order = ("critical", "high", "routine", "unscored")
+    return [
+        {"priority_class": c, **_summary(groups[c], scale=60.0, suffix="min")} for c in order if c in groups
+    ]
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def _confusion(tp: int, fp: int, tn: int, fn: int) -> dict[str, Any]:
+    return {
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "sensitivity": _ratio(tp, tp + fn),
+        "specificity": _ratio(tn, tn + fp),
+        "ppv": _ratio(tp, tp + fp),
+        "npv": _ratio(tn, tn + fn),
+    }
+
+
+def _confusion_columns(score: sa.Column, truth: sa.Column, threshold: float) -> list[Any]:
+    pos, neg = score >= threshold, score < threshold
+
+    def count(*cond: Any) -> Any:
+        return sa.func.coalesce(sa.func.sum(sa.case((sa.and_(*cond), 1), else_=0)), 0)
+
+    true, false = truth.is_(True), truth.is_(False)
+    return [
+        count(pos, true),
+        count(pos, false),
+        count(neg, false),
+        count(neg, true),
+        count(score.is_(None)),
+    ]
+
+
+def _thresholds(nodule_threshold: float, embolism_threshold: float | None) -> dict[str, float]:
+    if embolism_threshold is None:
+        from inference.config import get_settings
+
+        embolism_threshold = get_settings().pe_critical_threshold
+    return {"nodule": float(nodule_threshold), "embolism": float(embolism_threshold)}
+
+
+def ai_performance(
+    *, session: Session, nodule_threshold: float = 0.5, embolism_threshold: float | None = None
+) -> list[dict[str, Any]]:
+    """Sensitivity, specificity, PPV and NPV of the AI per kind against signed reports.
+
+    Returns:
+        ``[{"kind", "threshold", "n", "unscored", "tp", "fp", "tn", "fn", "sensitivity", "specificity",
+        "ppv", "npv"}]`` for ``nodule`` and ``embolism``.
+    """
+    thresholds = _thresholds(nodule_threshold, embolism_threshold)
+    out = []
+    for kind, score, truth in (
+        ("nodule", _S.c.nodule_score, _R.c.nodule),
+        ("embolism", _S.c.embolism_score, _R.c.embolism),
+    ):
+        query = sa.select(*_confusion_columns(score, truth, thresholds[kind])).select_from(
+            _S.join(_R, _R.c.study_id == _S.c.id)
+        )
+        tp, fp, tn, fn, unscored = (int(v) for v in session.execute(query).one())
+        out.append(
+            {"kind": kind, "threshold": thresholds[kind], "n": tp + fp + tn + fn, "unscored": unscored}
+            | _confusion(tp, fp, tn, fn)
+        )
+    return out
+
+
+def ai_false_negative_rate(*, session: Session) -> list[dict[str, Any]]:
+    """Lesion-level AI false-negative rate per kind from reader-added findings.
+
+    Returns:
+        ``[{"kind", "ai_confirmed", "reader_added", "fn_rate", "studies_with_missed"}]``; an AI finding
+        counts as confirmed once any reader confirmed it.
+    """
+    f, v, rf = Finding.__table__, FindingVerdict.__table__, ReaderFinding.__table__
+    confirmed = dict(
+        session.execute(
+            sa.select(f.c.kind, sa.func.count(sa.distinct(f.c.id)))
+            .select_from(f.join(v, v.c.finding_id == f.c.id))
+            .where(v.c.verdict == "confirmed")
+            .group_by(f.c.kind)
+        ).all()
+    )
+    added = {
+        kind: (n, studies)
+        for kind, n, studies in session.execute(
+            sa.select(rf.c.kind, sa.func.count(), sa.func.count(sa.distinct(rf.c.study_id))).group_by(
+                rf.c.kind
+            )
+        )
+    }
+    out = []
+    for kind in ("nodule", "embolism"):
+        n_conf = int(confirmed.get(kind, 0))
+        n_added, n_studies = (int(x) for x in added.get(kind, (0, 0)))
+        out.append(
+            {
+                "kind": kind,
+                "ai_confirmed": n_conf,
+                "reader_added": n_added,
+                "fn_rate": _ratio(n_added, n_conf + n_added),
+                "studies_with_missed": n_studies,
+            }
+        )
+    return out
+
+
+def scanner_profile_breakdown(
+    *, session: Session, embolism_threshold: float | None = None
+) -> list[dict[str, Any]]:
+    """Per scanner profile: ``{"scanner_profile", "studies", "analysed", "failed", "unsuitable", "signed",
+    "critical"}`` plus embolism ``tp/fp/tn/fn``, ``sensitivity``, ``specificity``, ``ppv``, ``npv``."""
+    threshold = _thresholds(0.5, embolism_threshold)["embolism"]
+    profile = sa.func.coalesce(_S.c.scanner_profile, "unknown").label("profile")
+
+    def count(cond: Any) -> Any:
+        return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
+
+    counts = sa.select(
+        profile,
+        sa.func.count(),
+        count(_S.c.embolism_score.is_not(None) | _S.c.nodule_score.is_not(None)),
+        count(_S.c.status == "failed"),
+        count(_S.c.status == "unsuitable"),
+        count(_S.c.status == "signed"),
+        count(_S.c.critical),
+    ).group_by(profile)
+    perf = (
+        sa.select(profile, *_confusion_columns(_S.c.embolism_score, _R.c.embolism, threshold))
+        .select_from(_S.join(_R, _R.c.study_id == _S.c.id))
+        .group_by(profile)
+    )
+    confusion = {row[0]: [int(x) for x in row[1:5]] for row in session.execute(perf)}
+    out = []
+    for name, studies, analysed, failed, unsuitable, signed, critical in session.execute(counts):
+        out.append(
+            {
+                "scanner_profile": name,
+                "studies": int(studies),
+                "analysed": int(analysed),
+                "failed": int(failed),
+                "unsuitable": int(unsuitable),
+                "signed": int(signed),
+                "critical": int(critical),
+            }
+            | _confusion(*confusion.get(name, [0, 0, 0, 0]))
+        )
+    return sorted(out, key=lambda row: row["scanner_profile"])
+
+
+def analytics_summary(
+    *,
+    session: Session,
+    nodule_threshold: float = 0.5,
+    embolism_threshold: float | None = None,
+    high_priority: float = 0.5,
+) -> dict[str, list[dict[str, Any]]]:
+    """Every analytics table in one dict (one pass over the reading cases)."""
+    cases = reading_cases(session=session)
+    by_arm = _grouped(cases, lambda c: (c[1],))
+    return {
+        "reading_time_by_arm": [
+            {"arm": arm, **_summary(by_arm.get((arm,), []))} for arm in ("ai_shown", "ai_hidden")
+        ],
+        "reading_time_by_reader": [
+            {"reader": r, "arm": a, **_summary(v)}
+            for (r, a), v in sorted(_grouped(cases, lambda c: (c[0], c[1])).items())
+        ],
+        "reading_time_by_week": [
+            {"week": w, "arm": a, **_summary(v)}
+            for (w, a), v in sorted(_grouped(cases, lambda c: (c[2], c[1])).items())
+        ],
+        "turnaround_by_priority": turnaround_by_priority(session=session, high_priority=high_priority),
+        "ai_performance": ai_performance(
+            session=session, nodule_threshold=nodule_threshold, embolism_threshold=embolism_threshold
+        ),
+        "ai_false_negative_rate": ai_false_negative_rate(session=session),
+        "scanner_profiles": scanner_profile_breakdown(session=session, embolism_threshold=embolism_threshold),
+    }

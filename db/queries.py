@@ -1,0 +1,96 @@
+"""Every query function the worker, the CLI and the dashboard call, in one namespace.
+
+All take a keyword-only ``session`` (``sqlmodel.Session``); pages never write SQL. The code lives in
+``ingest.py`` (pipeline writes), ``review.py`` (reading room), ``worklist.py`` and ``analytics.py``.
+"""
+
+from __future__ import annotations
+
+from db.analytics import (
+    ai_false_negative_rate,
+    ai_performance,
+    analytics_summary,
+    reading_cases,
+    reading_time_by_arm,
+    reading_time_by_reader,
+    reading_time_by_week,
+    scanner_profile_breakdown,
+    turnaround_by_priority,
+)
+from db.ingest import (
+    StudyNotFound,
+    get_findings,
+    get_series,
+    get_study,
+    mark_analysing,
+    mark_failed,
+    mark_queued,
+    mark_unsuitable,
+    store_analysis,
+    store_case_result,
+    upsert_study,
+)
+from db.review import (
+    ClaimResult,
+    ReviewConflict,
+    add_reader_finding,
+    claim_study,
+    close_reading_session,
+    create_user,
+    get_report,
+    get_user,
+    list_events,
+    list_reader_findings,
+    list_users,
+    open_reading_session,
+    record_event,
+    release_study,
+    set_user_active,
+    set_verdict,
+    sign_report,
+)
+from db.worklist import WorklistItem, count_worklist, worklist, worklist_counts
+
+__all__ = [
+    "ClaimResult",
+    "ReviewConflict",
+    "StudyNotFound",
+    "WorklistItem",
+    "add_reader_finding",
+    "ai_false_negative_rate",
+    "ai_performance",
+    "analytics_summary",
+    "claim_study",
+    "close_reading_session",
+    "count_worklist",
+    "create_user",
+    "get_findings",
+    "get_report",
+    "get_series",
+    "get_study",
+    "get_user",
+    "list_events",
+    "list_reader_findings",
+    "list_users",
+    "mark_analysing",
+    "mark_failed",
+    "mark_queued",
+    "mark_unsuitable",
+    "open_reading_session",
+    "reading_cases",
+    "reading_time_by_arm",
+    "reading_time_by_reader",
+    "reading_time_by_week",
+    "record_event",
+    "release_study",
+    "scanner_profile_breakdown",
+    "set_user_active",
+    "set_verdict",
+    "sign_report",
+    "store_analysis",
+    "store_case_result",
+    "turnaround_by_priority",
+    "upsert_study",
+    "worklist",
+    "worklist_counts",
+]

@@ -1,0 +1,160 @@
+"""The ranked worklist, computed in SQL.
+
+Order (``rank`` in the returned items):
+
+1. **critical**: the embolism score reached the critical threshold when the study was analysed (the
+   stored ``Study.critical`` flag); by priority score (high first), then arrival (oldest first).
+2. **attention / overdue**: studies the AI could not vouch for (``failed``, ``unsuitable``) and studies
+   that have waited longer than ``max_wait_minutes`` since arrival, whatever their score; oldest first.
+3. **routine**: everything else by priority score (high first, no score counts as 0), then arrival.
+
+Rule 2 is the starvation cap: once a study has waited ``max_wait_minutes`` only critical studies and
+studies that have waited even longer rank above it, so an AI-negative study is never pushed back
+indefinitely by a stream of higher-scored arrivals. Failed and unsuitable studies carry
+``needs_attention=True`` and their reason; they never look like negatives.
+
+Ties are broken by study id, so pages are stable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from db.models import ATTENTION_STATUSES, OPEN_STATUSES, Study
+from db.types import as_utc, utcnow
+
+_S = Study.__table__
+RANK_NAMES = {0: "critical", 1: "attention", 2: "routine"}
+_COLUMNS = (
+    "id", "study_uid", "accession", "patient_id", "patient_name", "description", "modality",
+    "manufacturer", "scanner_model", "scanner_profile", "status", "received_at", "analysed_at",
+    "nodule_score", "embolism_score", "priority", "critical", "attention_reason", "claimed_by", "claimed_at",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WorklistItem:
+    """One row of the worklist (plain data, safe to cache or serialise)."""
+
+    id: int
+    study_uid: str
+    accession: str | None
+    patient_id: str | None
+    patient_name: str | None
+    description: str | None
+    modality: str | None
+    manufacturer: str | None
+    scanner_model: str | None
+    scanner_profile: str | None
+    status: str
+    received_at: datetime
+    analysed_at: datetime | None
+    nodule_score: float | None
+    embolism_score: float | None
+    priority: float | None
+    critical: bool
+    attention_reason: str | None
+    claimed_by: str | None
+    claimed_at: datetime | None
+    rank: str
+    overdue: bool
+    needs_attention: bool
+    waited_minutes: float
+
+    def to_dict(self, *, identifiers: bool = True) -> dict[str, Any]:
+        """JSON-friendly dict (ISO timestamps); ``identifiers=False`` drops patient ID and name."""
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, datetime):
+                data[key] = value.isoformat()
+        if not identifiers:
+            data.pop("patient_id")
+            data.pop("patient_name")
+        return data
+
+
+def _settings_defaults(max_wait_minutes: float | None) -> float:
+    if max_wait_minutes is None:
+        from inference.config import get_settings
+
+        max_wait_minutes = get_settings().max_wait_minutes
+    return float(max_wait_minutes)
+
+
+def _filter(statuses: Sequence[str] | None) -> sa.ColumnElement[bool]:
+    wanted = tuple(statuses) if statuses else OPEN_STATUSES
+    return _S.c.status.in_(wanted)
+
+
+def worklist(
+    *,
+    session: Session,
+    statuses: Sequence[str] | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    max_wait_minutes: float | None = None,
+    now: datetime | None = None,
+) -> list[WorklistItem]:
+    """One page of the ranked worklist (see the module docstring for the order).
+
+    Args:
+        session: database session.
+        statuses: study states to include (default: every state but ``signed``).
+        limit: page size.
+        offset: rows to skip.
+        max_wait_minutes: starvation cap (default: ``Settings.max_wait_minutes``).
+        now: the reference time for waiting (default: now; tests pass a fixed time).
+
+    Returns:
+        The items of the page, best first.
+    """
+    now = as_utc(now) or utcnow()
+    max_wait = _settings_defaults(max_wait_minutes)
+    cutoff = now - timedelta(minutes=max_wait)
+    attention = _S.c.status.in_(ATTENTION_STATUSES)
+    overdue = _S.c.received_at < cutoff
+    rank = sa.case((_S.c.critical, 0), (sa.or_(attention, overdue), 1), else_=2)
+    # Within rank 1 only arrival counts; elsewhere the priority score first.
+    score_key = sa.case((rank == 1, 0.0), else_=-sa.func.coalesce(_S.c.priority, 0.0))
+    query = (
+        sa.select(*(_S.c[name] for name in _COLUMNS), rank.label("rank"), overdue.label("overdue"))
+        .where(_filter(statuses))
+        .order_by(rank, score_key, _S.c.received_at, _S.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    items = []
+    for row in session.execute(query):
+        data = row._asdict()
+        received = as_utc(data["received_at"])
+        items.append(
+            WorklistItem(
+                **{name: data[name] for name in _COLUMNS},
+                rank=RANK_NAMES[data["rank"]],
+                overdue=bool(data["overdue"]),
+                needs_attention=data["status"] in ATTENTION_STATUSES,
+                waited_minutes=round((now - received).total_seconds() / 60.0, 1),
+            )
+        )
+    return items
+
+
+def count_worklist(*, session: Session, statuses: Sequence[str] | None = None) -> int:
+    """How many studies the worklist holds for ``statuses`` (for pagination)."""
+    return session.execute(sa.select(sa.func.count()).select_from(_S).where(_filter(statuses))).scalar_one()
+
+
+def worklist_counts(*, session: Session) -> dict[str, int]:
+    """Number of studies per status (every status present, zero included)."""
+    from db.models import StudyStatus
+
+    counts = {s.value: 0 for s in StudyStatus}
+    for status, n in session.execute(sa.select(_S.c.status, sa.func.count()).group_by(_S.c.status)):
+        counts[status] = n
+    return counts
