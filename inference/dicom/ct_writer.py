@@ -112,7 +112,7 @@ def write_ct_series(
         ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
         ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
         ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        ds.set_pixel_data(stored[k], "MONOCHROME2", 16)
+        ds.set_pixel_data(stored[k], "MONOCHROME2", 16, generate_instance_uid=False)
         if transfer_syntax_uid != ExplicitVRLittleEndian:
             ds.compress(transfer_syntax_uid)
         else:
