@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, SQLModel
 
+import db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from db.migrate import upgrade
 from db.session import create_db_engine
 
