@@ -48,7 +48,7 @@ def format_inspection(rep: StudyInspection) -> str:
         lines.append("Verdict: USABLE" + (" with warnings:" if warnings else ""))
     else:
         lines.append("Verdict: NOT USABLE:")
-    for i in (warnings if rep.ok else errors + warnings):
+    for i in warnings if rep.ok else errors + warnings:
         lines.append(f"  - [{i.severity}] {i}")
     return "\n".join(lines)
 
@@ -69,8 +69,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             print(format_inspection(rep))
             print()
         if unreadable:
-            print(f"{len(unreadable)} file(s) are not readable DICOM, e.g. {unreadable[0]['file']}: "
-                  f"{unreadable[0]['reason']}")
+            print(
+                f"{len(unreadable)} file(s) are not readable DICOM, e.g. {unreadable[0]['file']}: "
+                f"{unreadable[0]['reason']}"
+            )
     if not reports:
         print(f"error: no DICOM study found in {', '.join(map(str, args.paths))}", file=sys.stderr)
     for rep in reports:

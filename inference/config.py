@@ -37,9 +37,7 @@ class QualityLimits(BaseSettings):
 class Settings(BaseSettings):
     """Runtime configuration. Environment: ``TRIAGE_DATA_DIR``, ``TRIAGE_DATABASE_URL`` and so on."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="TRIAGE_", env_file=".env", env_nested_delimiter="__", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="TRIAGE_", env_file=".env", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str | None = None

@@ -57,7 +57,7 @@ class Volume:
         return a
 
     def voxel_to_patient(self, kji: np.ndarray | tuple | list) -> np.ndarray:
-        """Map voxel indices ``(k, j, i)`` (one point or an ``(N, 3)`` array, fractional allowed) to LPS mm ``(x, y, z)``."""
+        """Map voxel indices ``(k, j, i)`` (one point or ``(N, 3)``, fractional allowed) to LPS mm ``(x, y, z)``."""
         pts = np.atleast_2d(np.asarray(kji, dtype=np.float64))
         ijk = pts[:, ::-1]
         out = ijk @ self.affine[:3, :3].T + self.affine[:3, 3]

@@ -113,7 +113,7 @@ def validate_bytes(data: bytes) -> pydicom.Dataset:
         except Exception as exc:
             raise RejectedFile(f"not a DICOM file ({type(exc).__name__})") from exc
         if "SOPInstanceUID" not in ds:
-            raise RejectedFile("not a DICOM file (no DICOM preamble and no SOP Instance UID)")
+            raise RejectedFile("not a DICOM file (no DICOM preamble and no SOP Instance UID)") from None
     except Exception as exc:
         raise RejectedFile(f"unreadable DICOM ({type(exc).__name__}: {exc})") from exc
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
@@ -123,8 +123,12 @@ def validate_bytes(data: bytes) -> pydicom.Dataset:
         if tsyntax in UNCOMPRESSED:
             try:
                 frames = int(ds.get("NumberOfFrames", 1) or 1)
-                expected = int(ds.Rows) * int(ds.Columns) * frames * int(ds.get("SamplesPerPixel", 1)) * (
-                    int(ds.BitsAllocated) // 8
+                expected = (
+                    int(ds.Rows)
+                    * int(ds.Columns)
+                    * frames
+                    * int(ds.get("SamplesPerPixel", 1))
+                    * (int(ds.BitsAllocated) // 8)
                 )
                 actual = len(ds.PixelData)
             except Exception as exc:
@@ -197,6 +201,8 @@ def ingest_paths(paths: Iterable[Path | str], *, settings: Settings | None = Non
         report.outcomes.append(store_bytes(data, name=source.name, origin=source.label, settings=settings))
     log.info(
         "ingest: %d stored, %d already present, %d quarantined",
-        report.count("stored"), report.count("duplicate"), report.count("quarantined"),
+        report.count("stored"),
+        report.count("duplicate"),
+        report.count("quarantined"),
     )
     return report

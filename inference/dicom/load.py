@@ -8,17 +8,22 @@ Stages (each a small function): ``slice_records`` (geometry per slice or frame) 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.pixels import pixel_array
 
 from inference.config import QualityLimits, Settings, get_settings
 from inference.dicom.quality import ADVICE, Geometry, QualityIssue, SliceRecord, UnusableStudy, check_stack
 from inference.dicom.scan import ScanResult, SeriesInfo, StudyInfo, scan
 from inference.dicom.select import Candidate, SelectionRules, load_rules, rank_series
+from inference.dicom.sources import Source
 from inference.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,7 @@ def _multiframe_records(series: SeriesInfo) -> tuple[list[SliceRecord], list[tup
         raise ValueError("multi-frame file without per-frame functional groups")
     records, rescale = [], []
     for f, group in enumerate(per_frame):
+
         def get(*names: str, group: Any = group) -> Any:
             item = _seq_item(group, *names)
             return item if item is not None else _seq_item(shared, *names)
@@ -119,6 +125,57 @@ def _to_hu(arr: np.ndarray, slope: float, intercept: float, out: np.ndarray) -> 
         np.clip(np.rint(arr * np.float32(slope) + np.float32(intercept)), HU_MIN, HU_MAX, out=out, casting="unsafe")
 
 
+# Fastest installed decoder per compressed transfer syntax (measured in bench/bench_read.py: pyjpegls
+# decodes JPEG-LS ~4x faster than pylibjpeg-libjpeg). Others use pydicom's default order.
+PREFERRED_DECODER = {
+    "1.2.840.10008.1.2.4.80": "pyjpegls",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81": "pyjpegls",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.5": "pylibjpeg",  # RLE lossless
+}
+UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+PARALLEL_MIN_SLICES = 48
+
+
+def _decode_slice(source: Source, transfer_syntax: str) -> tuple[np.ndarray, float, float]:
+    """Decode one single-frame file: (stored pixel array, slope, intercept). Runs in worker processes too."""
+    with source.open() as fp:
+        ds = pydicom.dcmread(fp)
+    plugin = PREFERRED_DECODER.get(transfer_syntax, "")
+    try:
+        arr = ds.pixel_array if not plugin else pixel_array(ds, decoding_plugin=plugin)
+    except (RuntimeError, ValueError, ImportError):
+        if not plugin:
+            raise
+        arr = ds.pixel_array  # preferred plugin missing or unable: fall back to pydicom's choice
+    return arr, float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+
+
+def _decode_or_error(source: Source, transfer_syntax: str) -> tuple[np.ndarray, float, float] | str:
+    try:
+        return _decode_slice(source, transfer_syntax)
+    except Exception as exc:  # reported per file, never as a crash
+        return f"{source.name}: {type(exc).__name__}: {exc}"
+
+
+def _decoded(series: SeriesInfo, geometry: Geometry):
+    """Yield (k, array, slope, intercept) in slice order; compressed series decode in worker processes."""
+    jobs = [
+        (series.instances[r.source_index].source, series.instances[r.source_index].transfer_syntax_uid)
+        for r in geometry.slices
+    ]
+    compressed = any(ts not in UNCOMPRESSED for _, ts in jobs)
+    workers = min(os.cpu_count() or 1, 8)
+    if compressed and workers > 1 and len(jobs) >= PARALLEL_MIN_SLICES:
+        ctx = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            results = pool.map(_decode_or_error, *zip(*jobs), chunksize=8)
+            for k, res in enumerate(results):
+                yield k, res
+    else:
+        for k, (src, ts) in enumerate(jobs):
+            yield k, _decode_or_error(src, ts)
+
+
 def load_pixels(series: SeriesInfo, geometry: Geometry, rescale: list[tuple[float, float]] | None) -> np.ndarray:
     """Decode the pixels of ``geometry.slices`` into an int16 HU array (k, j, i).
 
@@ -134,23 +191,19 @@ def load_pixels(series: SeriesInfo, geometry: Geometry, rescale: list[tuple[floa
                 frames = pydicom.dcmread(fp).pixel_array
         except Exception as exc:
             raise PixelDataError(f"{inst.source.name}: {type(exc).__name__}: {exc}") from exc
-        original = {id(r): i for i, r in enumerate(sorted(geometry.slices, key=lambda r: r.frame or 0))}
         for k, rec in enumerate(geometry.slices):
             slope, inter = rescale[rec.frame or 0] if rescale else (1.0, 0.0)
             _to_hu(frames[rec.frame or 0], slope, inter, hu[k])
-        del original
         return hu
-    for k, rec in enumerate(geometry.slices):
-        inst = series.instances[rec.source_index]
-        try:
-            with inst.source.open() as fp:
-                ds = pydicom.dcmread(fp)
-                arr = ds.pixel_array
-        except Exception as exc:
-            raise PixelDataError(f"{inst.source.name}: {type(exc).__name__}: {exc}") from exc
+    for k, res in _decoded(series, geometry):
+        if isinstance(res, str):
+            raise PixelDataError(res)
+        arr, slope, inter = res
+        rec = geometry.slices[k]
         if arr.shape != (rec.rows, rec.columns):
-            raise PixelDataError(f"{inst.source.name}: pixel array {arr.shape} != {rec.rows}x{rec.columns}")
-        _to_hu(arr, float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0), hu[k])
+            name = series.instances[rec.source_index].source.name
+            raise PixelDataError(f"{name}: pixel array {arr.shape} != {rec.rows}x{rec.columns}")
+        _to_hu(arr, slope, inter, hu[k])
     return hu
 
 
@@ -201,9 +254,7 @@ class StudyInspection:
         }
 
 
-def _try_candidate(
-    cand: Candidate, limits: QualityLimits
-) -> tuple[Volume | None, list[QualityIssue]]:
+def _try_candidate(cand: Candidate, limits: QualityLimits) -> tuple[Volume | None, list[QualityIssue]]:
     series = cand.series
     try:
         records, rescale = slice_records(series)
@@ -237,7 +288,9 @@ def _try_candidate(
     return vol, issues
 
 
-def inspect_study(study: StudyInfo, *, settings: Settings | None = None, rules: SelectionRules | None = None) -> StudyInspection:
+def inspect_study(
+    study: StudyInfo, *, settings: Settings | None = None, rules: SelectionRules | None = None
+) -> StudyInspection:
     """Select the series of ``study``, run the quality gate and load its volume.
 
     Candidates are tried best first; the first one that passes the gate is used, and the issues of those
@@ -293,7 +346,9 @@ def inspect_study(study: StudyInfo, *, settings: Settings | None = None, rules: 
     return report
 
 
-def inspect_paths(paths: list[Path | str], *, settings: Settings | None = None) -> tuple[ScanResult, list[StudyInspection]]:
+def inspect_paths(
+    paths: list[Path | str], *, settings: Settings | None = None
+) -> tuple[ScanResult, list[StudyInspection]]:
     """Scan ``paths`` and inspect every study found."""
     result = scan(paths)
     return result, [inspect_study(st, settings=settings) for st in result.studies.values()]
@@ -311,7 +366,11 @@ def read_volume(path: Path | str, *, study_uid: str | None = None, settings: Set
     if study_uid is not None:
         studies = {k: v for k, v in studies.items() if k == study_uid}
     if not studies:
-        why = f"; {len(result.unreadable)} file(s) unreadable, e.g. {result.unreadable[0][1]}" if result.unreadable else ""
+        why = (
+            f"; {len(result.unreadable)} file(s) unreadable, e.g. {result.unreadable[0][1]}"
+            if result.unreadable
+            else ""
+        )
         raise UnusableStudy([QualityIssue("no_dicom", f"no DICOM study found under {path}{why}")])
     if len(studies) > 1:
         raise UnusableStudy(

@@ -22,8 +22,12 @@ ADVICE = {
     "too_few_slices": "Send the full series; it may still be arriving from the scanner or PACS.",
     "slice_too_thick": "Send a thinner reconstruction (the thin-slice series of the same study).",
     "missing_slices": "Re-send the series from the scanner or PACS; some slices did not arrive.",
-    "duplicate_positions": "Check the series: two slices share a position (mixed acquisitions?). Re-send one clean series.",
-    "inconsistent_geometry": "Check the series: its slices differ in size, spacing or orientation. Send one consistent series.",
+    "duplicate_positions": (
+        "Check the series: two slices share a position (mixed acquisitions?). Re-send one clean series."
+    ),
+    "inconsistent_geometry": (
+        "Check the series: its slices differ in size, spacing or orientation. Send one consistent series."
+    ),
     "gantry_tilt": "Send a reconstruction without gantry tilt (or a tilt-corrected series).",
     "pixel_data_unreadable": "Re-send the file(s); the pixel data is truncated or cannot be decoded.",
     "unsupported": "Send a standard CT Image Storage series from the scanner.",

@@ -21,7 +21,9 @@ def run_cli(*args, env=None, timeout=300):
 
 def test_inspect_real_lidc_case(shared_data, tmp_path):
     """Test that `triage inspect` on LIDC-IDRI-0001 prints the series, geometry and verdict and exits 0."""
-    out = run_cli("inspect", shared_data / "lidc-idri-slices" / "LIDC-IDRI-0001", env={"TRIAGE_DATA_DIR": str(tmp_path)})
+    out = run_cli(
+        "inspect", shared_data / "lidc-idri-slices" / "LIDC-IDRI-0001", env={"TRIAGE_DATA_DIR": str(tmp_path)}
+    )
     assert out.returncode == 0, out.stderr
     assert "1.3.6.1.4.1.14519.5.2.1.6279.6001.179049373636438705059720603192" in out.stdout
     assert "16 x 512 x 512" in out.stdout and "(2.500, 0.703, 0.703)" in out.stdout

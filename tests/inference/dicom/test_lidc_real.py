@@ -23,7 +23,9 @@ def _largest_nodule_points(xml_path):
                 continue
             z = float(roi.findtext("l:imageZposition", namespaces=NS))
             for e in roi.findall("l:edgeMap", NS):
-                pts.append((z, float(e.findtext("l:xCoord", namespaces=NS)), float(e.findtext("l:yCoord", namespaces=NS))))
+                pts.append(
+                    (z, float(e.findtext("l:xCoord", namespaces=NS)), float(e.findtext("l:yCoord", namespaces=NS)))
+                )
         if len(pts) > 30:
             best.append(pts)
     return np.array([p for nod in best for p in nod if -126 <= p[0] <= -104])

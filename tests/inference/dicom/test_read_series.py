@@ -37,8 +37,9 @@ def test_descending_slices_and_oblique_in_plane_direction(tmp_path, settings):
     write_study(tmp_path / "s", vol)
     back = read_volume(tmp_path / "s")
     c = vol.meta["sphere_kji"]
-    np.testing.assert_allclose(back.voxel_to_patient(back.patient_to_voxel(vol.voxel_to_patient(c))),
-                               vol.voxel_to_patient(c), atol=1e-3)
+    np.testing.assert_allclose(
+        back.voxel_to_patient(back.patient_to_voxel(vol.voxel_to_patient(c))), vol.voxel_to_patient(c), atol=1e-3
+    )
     k, j, i = np.round(back.patient_to_voxel(vol.voxel_to_patient(c))).astype(int)
     assert back.hu[k, j, i] > 600
 
