@@ -16,6 +16,7 @@ import sys
 COMMAND_MODULES = (
     "inference.commands",
     "inference.synth.cli",
+    "inference.training.cli",
     "db.cli",
 )
 

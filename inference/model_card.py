@@ -1,0 +1,111 @@
+"""Model cards: the JSON beside every ONNX model, read through one typed class.
+
+Configuration ships with the weights (nnU-Net's ``plans.json`` habit): spacing, HU window, patch size,
+output names, thresholds and calibration live in ``assets/models/NAME.json``, never as constants in
+pipeline code. Training writes the card; serving only reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TensorSpec(BaseModel):
+    """One ONNX input or output: name, symbolic shape, dtype, meaning."""
+
+    name: str
+    shape: list[int | str]
+    dtype: str = "float32"
+    description: str = ""
+
+
+class Preprocessing(BaseModel):
+    """How a ``Volume`` becomes the network input."""
+
+    model_config = ConfigDict(extra="allow")
+
+    spacing_mm: list[float]  # (z, y, x) the model works at
+    hu_window: list[float]  # (low, high): clip, then scale to [0, 1]
+    patch_size: list[int] | None = None  # sliding-window ROI (z, y, x) or 2-D (y, x)
+    overlap: float = 0.25
+    multiple_of: int = 1  # spatial sizes must be multiples of this
+    crop: str = "lungs"  # region the input is cropped to: lungs | pulmonary_arteries | none
+
+
+class Calibration(BaseModel):
+    """Maps a raw score to a calibrated probability. ``platt``: sigmoid(a * logit(p) + b)."""
+
+    method: str = "none"  # none | platt | temperature | isotonic
+    params: dict[str, Any] = Field(default_factory=dict)
+    ece_before: float | None = None
+    ece_after: float | None = None
+    data: str = ""
+
+
+class ModelCard(BaseModel):
+    """A model card (``assets/models/NAME.json``)."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    name: str
+    version: str
+    task: str  # nodule_segmentation | nodule_candidate | pe_slice_sequence | ...
+    file: str  # ONNX file name, relative to the card
+    sha256: str
+    opset: int
+    architecture: dict[str, Any] = Field(default_factory=dict)
+    parameters: int = 0
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    preprocessing: Preprocessing
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    calibration: Calibration = Field(default_factory=Calibration)
+    training: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)  # each with the command that produced it
+    intended_use: str = "Research only; not a medical device. Trained on synthetic data unless stated."
+    path: Path | None = Field(default=None, exclude=True)  # where the card was read from
+
+    @classmethod
+    def load(cls, path: Path | str) -> ModelCard:
+        path = Path(path)
+        card = cls.model_validate(json.loads(path.read_text()))
+        card.path = path
+        return card
+
+    @property
+    def onnx_path(self) -> Path:
+        if self.path is None:
+            raise ValueError("card was not loaded from a file")
+        return self.path.parent / self.file
+
+    def output_index(self, name: str) -> int:
+        for i, o in enumerate(self.outputs):
+            if o.name == name:
+                return i
+        raise KeyError(f"model {self.name} has no output {name!r}")
+
+
+def sha256_file(path: Path | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def find_cards(model_dir: Path | str) -> dict[str, ModelCard]:
+    """Every card in ``model_dir`` by model name (files without a matching ONNX are skipped)."""
+    out = {}
+    for p in sorted(Path(model_dir).glob("*.json")):
+        try:
+            card = ModelCard.load(p)
+        except (ValueError, KeyError):
+            continue
+        if card.onnx_path.exists():
+            out[card.name] = card
+    return out

@@ -1,0 +1,1 @@
+"""Training side: the only package that imports torch and MONAI (extra ``[train]``)."""
