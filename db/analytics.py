@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from db.models import Finding, FindingVerdict, ReaderFinding, ReadingSession, Study, StudyReport
-from db.types import iso_week, seconds_between
+from db.types import epoch_week, seconds_between, week_label
 
 _S = Study.__table__
 _R = StudyReport.__table__
@@ -52,10 +52,10 @@ def _arm(ai_shown: Any) -> str:
 def reading_cases(
     *, session: Session, since: datetime | None = None, until: datetime | None = None
 ) -> list[tuple[str, str, str, float]]:
-    """Every reading case as ``(reader, arm, iso_week, seconds)`` (see the module docstring)."""
+    """Every reading case as ``(reader, arm, ISO week label, seconds)`` (see the module docstring)."""
     first = sa.func.min(_RS.c.opened_at)
     query = (
-        sa.select(_RS.c.reader, _RS.c.ai_shown, iso_week(first), sa.func.sum(_RS.c.active_seconds))
+        sa.select(_RS.c.reader, _RS.c.ai_shown, epoch_week(first), sa.func.sum(_RS.c.active_seconds))
         .where(_RS.c.closed_at.is_not(None), _RS.c.active_seconds.is_not(None))
         .group_by(_RS.c.study_id, _RS.c.reader, _RS.c.ai_shown)
     )
@@ -63,7 +63,14 @@ def reading_cases(
         query = query.where(_RS.c.opened_at >= since)
     if until is not None:
         query = query.where(_RS.c.opened_at < until)
-    return [(r, _arm(a), w, float(s)) for r, a, w, s in session.execute(query)]
+    labels: dict[int, str] = {}
+    cases = []
+    for reader, shown, week, seconds in session.execute(query):
+        label = labels.get(week)
+        if label is None:
+            label = labels[week] = week_label(week)
+        cases.append((reader, _arm(shown), label, float(seconds)))
+    return cases
 
 
 def _grouped(cases: Iterable[tuple[str, str, str, float]], key: Any) -> dict[tuple, list[float]]:
@@ -103,16 +110,14 @@ def _priority_class(high_priority: float) -> sa.ColumnElement[str]:
 def turnaround_by_priority(*, session: Session, high_priority: float = 0.5) -> list[dict[str, Any]]:
     """Arrival → signed, in minutes, per priority class: ``[{"priority_class", "n", "median_min",
     "mean_min"}]`` in the order critical, high, routine, unscored (classes without studies omitted)."""
-    query = sa.select(
-        _priority_class(high_priority), seconds_between(_S.c.received_at, _S.c.signed_at)
-    ).where(_S.c.signed_at.is_not(None))
+    query = sa.select(_priority_class(high_priority), seconds_between(_S.c.received_at, _S.c.signed_at)).where(
+        _S.c.signed_at.is_not(None)
+    )
     groups: dict[str, list[float]] = defaultdict(list)
     for cls, seconds in session.execute(query):
         groups[cls].append(float(seconds))
     order = ("critical", "high", "routine", "unscored")
-    return [
-        {"priority_class": c, **_summary(groups[c], scale=60.0, suffix="min")} for c in order if c in groups
-    ]
+    return [{"priority_class": c, **_summary(groups[c], scale=60.0, suffix="min")} for c in order if c in groups]
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -201,9 +206,7 @@ def ai_false_negative_rate(*, session: Session) -> list[dict[str, Any]]:
     added = {
         kind: (n, studies)
         for kind, n, studies in session.execute(
-            sa.select(rf.c.kind, sa.func.count(), sa.func.count(sa.distinct(rf.c.study_id))).group_by(
-                rf.c.kind
-            )
+            sa.select(rf.c.kind, sa.func.count(), sa.func.count(sa.distinct(rf.c.study_id))).group_by(rf.c.kind)
         )
     }
     out = []
@@ -222,9 +225,7 @@ def ai_false_negative_rate(*, session: Session) -> list[dict[str, Any]]:
     return out
 
 
-def scanner_profile_breakdown(
-    *, session: Session, embolism_threshold: float | None = None
-) -> list[dict[str, Any]]:
+def scanner_profile_breakdown(*, session: Session, embolism_threshold: float | None = None) -> list[dict[str, Any]]:
     """Per scanner profile: ``{"scanner_profile", "studies", "analysed", "failed", "unsuitable", "signed",
     "critical"}`` plus embolism ``tp/fp/tn/fn``, ``sensitivity``, ``specificity``, ``ppv``, ``npv``."""
     threshold = _thresholds(0.5, embolism_threshold)["embolism"]
@@ -276,9 +277,7 @@ def analytics_summary(
     cases = reading_cases(session=session)
     by_arm = _grouped(cases, lambda c: (c[1],))
     return {
-        "reading_time_by_arm": [
-            {"arm": arm, **_summary(by_arm.get((arm,), []))} for arm in ("ai_shown", "ai_hidden")
-        ],
+        "reading_time_by_arm": [{"arm": arm, **_summary(by_arm.get((arm,), []))} for arm in ("ai_shown", "ai_hidden")],
         "reading_time_by_reader": [
             {"reader": r, "arm": a, **_summary(v)}
             for (r, a), v in sorted(_grouped(cases, lambda c: (c[0], c[1])).items())

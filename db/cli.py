@@ -99,9 +99,7 @@ def cmd_worklist(args: argparse.Namespace) -> int:
         json.dump(payload, sys.stdout, indent=2)
         print()
         return 0
-    header = (
-        f"{'#':>4} {'rank':<9} {'status':<10} {'PE':>4} {'nod':>4} {'prio':>4} {'wait min':>8}  study / note"
-    )
+    header = f"{'#':>4} {'rank':<9} {'status':<10} {'PE':>4} {'nod':>4} {'prio':>4} {'wait min':>8}  study / note"
     print(header)
     for n, item in enumerate(items, start=args.offset + 1):
         name = f" {item.patient_name}" if args.show_patient and item.patient_name else ""

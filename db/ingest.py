@@ -101,9 +101,7 @@ def _study_id(session: Session, study_uid: str) -> int:
 
 def _audit(session: Session, action: str, study_id: int | None, actor: str = "worker", **detail: Any) -> None:
     session.execute(
-        sa.insert(_AUDIT).values(
-            at=utcnow(), actor=actor, action=action, study_id=study_id, detail=detail or None
-        )
+        sa.insert(_AUDIT).values(at=utcnow(), actor=actor, action=action, study_id=study_id, detail=detail or None)
     )
 
 
@@ -302,9 +300,7 @@ def store_analysis(
     if priority is None:
         known = [s for s in (nodule, embolism) if s is not None]
         priority = max(known) if known else None
-    run_id = session.execute(
-        sa.insert(_RUN).values(**_run_values(study_id, run)).returning(_RUN.c.id)
-    ).scalar_one()
+    run_id = session.execute(sa.insert(_RUN).values(**_run_values(study_id, run)).returning(_RUN.c.id)).scalar_one()
     rows = [finding_row(f, study_id=study_id, run_id=run_id) for f in findings]
     if rows:
         session.execute(sa.insert(_FINDING), rows)
@@ -329,9 +325,7 @@ def store_analysis(
     return run_id
 
 
-def store_case_result(
-    *, session: Session, result: Mapping[str, Any], pe_threshold: float | None = None
-) -> int:
+def store_case_result(*, session: Session, result: Mapping[str, Any], pe_threshold: float | None = None) -> int:
     """``store_analysis`` for a ``CaseResult`` dict as printed by ``triage analyze --json``.
 
     A result whose ``quality.ok`` is false is stored with ``mark_unsuitable`` instead (returns the run id).
@@ -408,6 +402,4 @@ def get_findings(*, session: Session, study_id: int, all_runs: bool = False) -> 
 
 def get_series(*, session: Session, study_id: int) -> list[Series]:
     """Series of a study, by series number."""
-    return list(
-        session.exec(select(Series).where(Series.study_id == study_id).order_by(Series.series_number))
-    )
+    return list(session.exec(select(Series).where(Series.study_id == study_id).order_by(Series.series_number)))

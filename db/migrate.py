@@ -79,8 +79,7 @@ def check_schema(engine: Engine) -> None:
     known = {rev.revision for rev in script.walk_revisions()}
     if current in known:
         raise SchemaError(
-            f"the database at {where} is at schema revision {current} but this software needs {head}; "
-            f"{UPGRADE_HINT}."
+            f"the database at {where} is at schema revision {current} but this software needs {head}; {UPGRADE_HINT}."
         )
     raise SchemaError(
         f"the database at {where} is at schema revision {current}, which this software does not know "

@@ -101,8 +101,7 @@ class Study(SQLModel, table=True):
     __tablename__ = "study"
     __table_args__ = (
         sa.CheckConstraint(
-            "status IN ('received', 'queued', 'analysing', 'ready', 'in_review', 'signed', 'failed', "
-            "'unsuitable')",
+            "status IN ('received', 'queued', 'analysing', 'ready', 'in_review', 'signed', 'failed', 'unsuitable')",
             name="status",
         ),
         # Worklist: filter by status, order by critical / priority / arrival.
@@ -205,10 +204,16 @@ class ReadingSession(SQLModel, table=True):
     """A reader's time with one study; ``ai_shown`` is the study arm (AI results visible or hidden)."""
 
     __tablename__ = "reading_session"
-    __table_args__ = (sa.Index("ix_reading_session_reader_opened", "reader", "opened_at"),)
+    __table_args__ = (
+        sa.Index("ix_reading_session_reader_opened", "reader", "opened_at"),
+        # Covers the per-case grouping of the reading-time analytics (and lookups by study).
+        sa.Index(
+            "ix_reading_session_case", "study_id", "reader", "ai_shown", "opened_at", "active_seconds", "closed_at"
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    study_id: int = _fk("study.id")
+    study_id: int = _fk("study.id", index=False)
     reader: str = _user_fk(index=False)
     opened_at: datetime = _ts(nullable=False)
     closed_at: datetime | None = _ts()
@@ -284,6 +289,14 @@ class AuditEvent(SQLModel, table=True):
 
 
 ALL_TABLES = [
-    User, Study, Series, AnalysisRun, Finding, ReadingSession, FindingVerdict, ReaderFinding, StudyReport,
+    User,
+    Study,
+    Series,
+    AnalysisRun,
+    Finding,
+    ReadingSession,
+    FindingVerdict,
+    ReaderFinding,
+    StudyReport,
     AuditEvent,
 ]

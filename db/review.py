@@ -115,9 +115,7 @@ def claim_study(*, session: Session, study_id: int, reader: str, take_over: bool
         log.info("study id %d claimed by %s", study_id, reader)
         return ClaimResult(ok=True, study_id=study_id, holder=reader)
     session.rollback()
-    row = session.execute(
-        sa.select(_STUDY.c.claimed_by, _STUDY.c.status).where(_STUDY.c.id == study_id)
-    ).first()
+    row = session.execute(sa.select(_STUDY.c.claimed_by, _STUDY.c.status).where(_STUDY.c.id == study_id)).first()
     session.commit()
     if row is None:
         return ClaimResult(ok=False, study_id=study_id, holder=None, reason="not found")
@@ -270,9 +268,7 @@ def sign_report(
     ).rowcount
     if not moved:
         session.rollback()
-        row = session.execute(
-            sa.select(_STUDY.c.claimed_by, _STUDY.c.status).where(_STUDY.c.id == study_id)
-        ).first()
+        row = session.execute(sa.select(_STUDY.c.claimed_by, _STUDY.c.status).where(_STUDY.c.id == study_id)).first()
         session.commit()
         if row is None:
             raise ReviewConflict(f"study id {study_id} does not exist")
@@ -336,8 +332,6 @@ def list_users(*, session: Session) -> list[User]:
 def set_user_active(*, session: Session, username: str, active: bool) -> bool:
     """Enable or disable an account (accounts are never deleted: their readings refer to them)."""
     table = User.__table__
-    changed = session.execute(
-        sa.update(table).where(table.c.username == username).values(active=active)
-    ).rowcount
+    changed = session.execute(sa.update(table).where(table.c.username == username).values(active=active)).rowcount
     session.commit()
     return bool(changed)

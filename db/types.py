@@ -2,12 +2,12 @@
 
 ``UTCDateTime`` stores timezone-aware UTC timestamps on both engines (``timestamptz`` on PostgreSQL, an
 ISO string normalised to UTC on SQLite) and always hands back aware UTC datetimes. ``seconds_between`` and
-``iso_week`` compile to the right SQL for each dialect so analytics run inside the database.
+``epoch_week`` compile to the right SQL for each dialect so analytics run inside the database.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,10 +62,7 @@ class seconds_between(FunctionElement):  # noqa: N801 (SQL function naming)
 @compiles(seconds_between, "sqlite")
 def _seconds_between_sqlite(element: seconds_between, compiler: Any, **kw: Any) -> str:
     start, end = list(element.clauses)
-    return (
-        f"((julianday({compiler.process(end, **kw)}) - julianday({compiler.process(start, **kw)}))"
-        " * 86400.0)"
-    )
+    return f"((julianday({compiler.process(end, **kw)}) - julianday({compiler.process(start, **kw)})) * 86400.0)"
 
 
 @compiles(seconds_between, "postgresql")
@@ -74,27 +71,34 @@ def _seconds_between_pg(element: seconds_between, compiler: Any, **kw: Any) -> s
     return f"EXTRACT(EPOCH FROM ({compiler.process(end, **kw)} - {compiler.process(start, **kw)}))"
 
 
-class iso_week(FunctionElement):  # noqa: N801 (SQL function naming)
-    """``iso_week(ts)``: the ISO-8601 week of a UTC timestamp as text, e.g. ``2026-W05``."""
+class epoch_week(FunctionElement):  # noqa: N801 (SQL function naming)
+    """``epoch_week(ts)``: whole ISO weeks (Monday to Sunday, UTC) since the week of 1970-01-01, an integer.
 
-    type = sa.String()
+    One ``julianday`` per row on SQLite (cheap); ``week_label`` turns a value into an ISO label.
+    """
+
+    type = sa.Integer()
     inherit_cache = True
-    name = "iso_week"
+    name = "epoch_week"
 
 
-@compiles(iso_week, "sqlite")
-def _iso_week_sqlite(element: iso_week, compiler: Any, **kw: Any) -> str:
-    # The Thursday of a date's ISO week is the first Thursday on or after (date - 3 days); the ISO year is
-    # that Thursday's year and the week number is its day-of-year divided into weeks.
+@compiles(epoch_week, "sqlite")
+def _epoch_week_sqlite(element: epoch_week, compiler: Any, **kw: Any) -> str:
     (ts,) = list(element.clauses)
-    thu = f"date({compiler.process(ts, **kw)}, '-3 days', 'weekday 4')"
-    return (
-        f"(strftime('%Y', {thu}) || '-W' || "
-        f"substr('0' || ((CAST(strftime('%j', {thu}) AS INTEGER) - 1) / 7 + 1), -2))"
-    )
+    # 1970-01-01 (julian day 2440587.5) was a Thursday: +3 days puts week starts on Mondays.
+    return f"CAST((julianday({compiler.process(ts, **kw)}) - 2440587.5 + 3) / 7 AS INTEGER)"
 
 
-@compiles(iso_week, "postgresql")
-def _iso_week_pg(element: iso_week, compiler: Any, **kw: Any) -> str:
+@compiles(epoch_week, "postgresql")
+def _epoch_week_pg(element: epoch_week, compiler: Any, **kw: Any) -> str:
     (ts,) = list(element.clauses)
-    return f"to_char(({compiler.process(ts, **kw)}) AT TIME ZONE 'UTC', 'IYYY-\"W\"IW')"
+    return f"CAST(FLOOR((EXTRACT(EPOCH FROM {compiler.process(ts, **kw)}) / 86400.0 + 3) / 7) AS INTEGER)"
+
+
+_EPOCH_MONDAY = date(1969, 12, 29)
+
+
+def week_label(index: int) -> str:
+    """ISO week label (``2026-W05``) of an ``epoch_week`` value."""
+    year, week, _ = (_EPOCH_MONDAY + timedelta(weeks=int(index))).isocalendar()
+    return f"{year}-W{week:02d}"

@@ -60,8 +60,7 @@ def upgrade() -> None:
         sa.Column("claimed_by", sa.String(length=64), nullable=True),
         sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
-            "status IN ('received', 'queued', 'analysing', 'ready', 'in_review', 'signed', 'failed', "
-            "'unsuitable')",
+            "status IN ('received', 'queued', 'analysing', 'ready', 'in_review', 'signed', 'failed', 'unsuitable')",
             name=op.f("ck_study_status"),
         ),
         sa.ForeignKeyConstraint(
@@ -77,9 +76,7 @@ def upgrade() -> None:
     op.create_index(op.f("ix_study_scanner_profile"), "study", ["scanner_profile"], unique=False)
     op.create_index("ix_study_signed_at", "study", ["signed_at"], unique=False)
     op.create_index("ix_study_status_received", "study", ["status", "received_at"], unique=False)
-    op.create_index(
-        "ix_study_worklist", "study", ["status", "critical", "priority", "received_at"], unique=False
-    )
+    op.create_index("ix_study_worklist", "study", ["status", "critical", "priority", "received_at"], unique=False)
     op.create_table(
         "analysis_run",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -133,10 +130,13 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reading_session")),
     )
+    op.create_index("ix_reading_session_reader_opened", "reading_session", ["reader", "opened_at"], unique=False)
     op.create_index(
-        "ix_reading_session_reader_opened", "reading_session", ["reader", "opened_at"], unique=False
+        "ix_reading_session_case",
+        "reading_session",
+        ["study_id", "reader", "ai_shown", "opened_at", "active_seconds", "closed_at"],
+        unique=False,
     )
-    op.create_index(op.f("ix_reading_session_study_id"), "reading_session", ["study_id"], unique=False)
     op.create_table(
         "series",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -150,9 +150,7 @@ def upgrade() -> None:
         sa.Column("n_instances", sa.Integer(), nullable=True),
         sa.Column("selected", sa.Boolean(), nullable=False),
         sa.Column("path", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["study_id"], ["study.id"], name=op.f("fk_series_study_id_study"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["study_id"], ["study.id"], name=op.f("fk_series_study_id_study"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_series")),
         sa.UniqueConstraint("series_uid", name=op.f("uq_series_series_uid")),
     )
@@ -205,9 +203,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["run_id"], ["analysis_run.id"], name=op.f("fk_finding_run_id_analysis_run"), ondelete="CASCADE"
         ),
-        sa.ForeignKeyConstraint(
-            ["study_id"], ["study.id"], name=op.f("fk_finding_study_id_study"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["study_id"], ["study.id"], name=op.f("fk_finding_study_id_study"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_finding")),
     )
     op.create_index(op.f("ix_finding_run_id"), "finding", ["run_id"], unique=False)
@@ -297,7 +293,7 @@ def downgrade() -> None:
     op.drop_table("study_report")
     op.drop_index(op.f("ix_series_study_id"), table_name="series")
     op.drop_table("series")
-    op.drop_index(op.f("ix_reading_session_study_id"), table_name="reading_session")
+    op.drop_index("ix_reading_session_case", table_name="reading_session")
     op.drop_index("ix_reading_session_reader_opened", table_name="reading_session")
     op.drop_table("reading_session")
     op.drop_index(op.f("ix_audit_event_study_id"), table_name="audit_event")
