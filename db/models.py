@@ -107,6 +107,7 @@ class Study(SQLModel, table=True):
         # Worklist: filter by status, order by critical / priority / arrival.
         sa.Index("ix_study_worklist", "status", "critical", "priority", "received_at"),
         sa.Index("ix_study_status_received", "status", "received_at"),
+        sa.Index("ix_study_received_at_id", "received_at", "id"),
         sa.Index("ix_study_signed_at", "signed_at"),
     )
 

@@ -13,7 +13,9 @@ studies that have waited even longer rank above it, so an AI-negative study is n
 indefinitely by a stream of higher-scored arrivals. Failed and unsuitable studies carry
 ``needs_attention=True`` and their reason; they never look like negatives.
 
-Ties are broken by study id, so pages are stable.
+Ties are broken by study id, so pages are stable. Each rank is one query that the indexes on
+``(received_at, id)`` and ``(status, critical, priority, received_at)`` serve without sorting the whole
+table; a page needs at most ``offset + limit`` rows from each.
 """
 
 from __future__ import annotations
@@ -115,28 +117,37 @@ def worklist(
         The items of the page, best first.
     """
     now = as_utc(now) or utcnow()
-    max_wait = _settings_defaults(max_wait_minutes)
-    cutoff = now - timedelta(minutes=max_wait)
+    cutoff = now - timedelta(minutes=_settings_defaults(max_wait_minutes))
     attention = _S.c.status.in_(ATTENTION_STATUSES)
     overdue = _S.c.received_at < cutoff
-    rank = sa.case((_S.c.critical, 0), (sa.or_(attention, overdue), 1), else_=2)
-    # Within rank 1 only arrival counts; elsewhere the priority score first.
-    score_key = sa.case((rank == 1, 0.0), else_=-sa.func.coalesce(_S.c.priority, 0.0))
-    query = (
-        sa.select(*(_S.c[name] for name in _COLUMNS), rank.label("rank"), overdue.label("overdue"))
-        .where(_filter(statuses))
-        .order_by(rank, score_key, _S.c.received_at, _S.c.id)
-        .limit(limit)
-        .offset(offset)
+    score = sa.func.coalesce(_S.c.priority, 0.0).desc()
+    # One index-friendly query per rank, each cut at offset + limit rows; the ranks are disjoint and
+    # already ordered, so the page is a slice of their concatenation.
+    tiers = (
+        (0, [_S.c.critical], [score, _S.c.received_at, _S.c.id]),
+        (1, [sa.not_(_S.c.critical), sa.or_(attention, overdue)], [_S.c.received_at, _S.c.id]),
+        (2, [sa.not_(_S.c.critical), sa.not_(attention), sa.not_(overdue)], [score, _S.c.received_at, _S.c.id]),
     )
+    needed = offset + limit
+    ranked: list[tuple[int, Any]] = []
+    for rank, where, order in tiers:
+        query = (
+            sa.select(*(_S.c[name] for name in _COLUMNS), overdue.label("overdue"))
+            .where(_filter(statuses), *where)
+            .order_by(*order)
+            .limit(needed - len(ranked))
+        )
+        ranked.extend((rank, row) for row in session.execute(query))
+        if len(ranked) >= needed:
+            break
     items = []
-    for row in session.execute(query):
+    for rank, row in ranked[offset:needed]:
         data = row._asdict()
         received = as_utc(data["received_at"])
         items.append(
             WorklistItem(
                 **{name: data[name] for name in _COLUMNS},
-                rank=RANK_NAMES[data["rank"]],
+                rank=RANK_NAMES[rank],
                 overdue=bool(data["overdue"]),
                 needs_attention=data["status"] in ATTENTION_STATUSES,
                 waited_minutes=round((now - received).total_seconds() / 60.0, 1),

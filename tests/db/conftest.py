@@ -77,9 +77,7 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture(scope="session", params=ENGINES)
-def migrated_engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
+def migrated_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """One migrated database per engine kind for the whole test session."""
     if request.param == "postgresql":
         url = request.getfixturevalue("pg_server").new_database("main")

@@ -62,9 +62,7 @@ def dataset(session: Session) -> Session:
         )
         return study
 
-    a = signed(
-        0.8, 0.9, True, True, 30, "siemens", [make_finding("nodule", 0.8), make_finding("embolism", 0.9)]
-    )
+    a = signed(0.8, 0.9, True, True, 30, "siemens", [make_finding("nodule", 0.8), make_finding("embolism", 0.9)])
     b = signed(0.7, 0.1, True, False, 60, "siemens", [make_finding("nodule", 0.7)])
     c = signed(0.6, 0.2, False, True, 120, "siemens", [make_finding("nodule", 0.6)])
     d = signed(0.1, 0.05, True, False, 240, "ge")
@@ -177,10 +175,7 @@ def test_ai_false_negative_rate(dataset: Session) -> None:
 
 def test_scanner_profile_breakdown(dataset: Session) -> None:
     """Test per-profile study counts and embolism performance."""
-    rows = {
-        r["scanner_profile"]: r
-        for r in queries.scanner_profile_breakdown(session=dataset, embolism_threshold=0.5)
-    }
+    rows = {r["scanner_profile"]: r for r in queries.scanner_profile_breakdown(session=dataset, embolism_threshold=0.5)}
     assert list(rows) == ["ge", "philips", "siemens", "unknown"]
     assert rows["siemens"] == {
         "scanner_profile": "siemens", "studies": 3, "analysed": 3, "failed": 0, "unsuitable": 0, "signed": 3,
@@ -206,9 +201,7 @@ def test_summary_matches_the_single_queries(dataset: Session) -> None:
     assert summary["reading_time_by_week"] == queries.reading_time_by_week(session=dataset)
     assert summary["reading_time_by_reader"] == queries.reading_time_by_reader(session=dataset)
     assert summary["ai_performance"] == queries.ai_performance(session=dataset, embolism_threshold=0.5)
-    assert summary["scanner_profiles"] == queries.scanner_profile_breakdown(
-        session=dataset, embolism_threshold=0.5
-    )
+    assert summary["scanner_profiles"] == queries.scanner_profile_breakdown(session=dataset, embolism_threshold=0.5)
 
 
 def test_empty_database_gives_empty_figures(session: Session) -> None:

@@ -38,9 +38,7 @@ def _race(engine: Engine, study_id: int, names: list[str]) -> list[queries.Claim
         return list(pool.map(claim, names))
 
 
-def test_concurrent_claims_have_exactly_one_winner(
-    engine: Engine, session: Session, readers: list[str]
-) -> None:
+def test_concurrent_claims_have_exactly_one_winner(engine: Engine, session: Session, readers: list[str]) -> None:
     """Test that simultaneous claims by several readers leave exactly one holder, whom the others see."""
     for _ in range(8):
         study = make_study(session, nodule=0.4, embolism=0.1)
@@ -69,9 +67,7 @@ def test_claim_waits_for_a_competitor_in_flight(engine: Engine, session: Session
     )
     result: list[queries.ClaimResult] = []
     thread = threading.Thread(
-        target=lambda: result.append(
-            queries.claim_study(session=Session(engine), study_id=study.id, reader="bob")
-        )
+        target=lambda: result.append(queries.claim_study(session=Session(engine), study_id=study.id, reader="bob"))
     )
     thread.start()
     thread.join(timeout=1.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -118,18 +118,14 @@ def test_store_analysis_round_trip(session: Session) -> None:
     assert queries.get_findings(session=session, study_id=study.id) == []
     assert len(queries.get_findings(session=session, study_id=study.id, all_runs=True)) == 2
     with pytest.raises(ValueError, match="kind"):
-        queries.store_analysis(
-            session=session, study_uid=study_uid, scores={}, findings=[make_finding("tumour")]
-        )
+        queries.store_analysis(session=session, study_uid=study_uid, scores={}, findings=[make_finding("tumour")])
 
 
 def test_store_case_result_json_and_unsuitable(session: Session) -> None:
     """Test storing `triage analyze --json` output, including an unusable-input result."""
     ok_uid, bad_uid = uid(), uid()
     for study_uid in (ok_uid, bad_uid):
-        queries.upsert_study(
-            session=session, study_uid=study_uid, header=HEADER | {"AccessionNumber": study_uid}
-        )
+        queries.upsert_study(session=session, study_uid=study_uid, header=HEADER | {"AccessionNumber": study_uid})
     result = {
         "study_uid": ok_uid,
         "series_uid": uid(),
@@ -149,9 +145,7 @@ def test_store_case_result_json_and_unsuitable(session: Session) -> None:
     assert ok.status == "ready" and ok.nodule_score == 0.6
     assert bad.status == "unsuitable" and bad.attention_reason == "only 4 slices"
     runs = session.exec(select(AnalysisRun).where(AnalysisRun.study_id == ok.id)).all()
-    assert (
-        runs[0].models == {"nodule": "n-1", "embolism": "e-1"} and runs[0].series_uid == result["series_uid"]
-    )
+    assert runs[0].models == {"nodule": "n-1", "embolism": "e-1"} and runs[0].series_uid == result["series_uid"]
 
 
 def test_store_analysis_with_20_findings_is_fast(session: Session) -> None:
@@ -160,13 +154,9 @@ def test_store_analysis_with_20_findings_is_fast(session: Session) -> None:
     times = []
     for _ in range(5):
         study_uid = uid()
-        queries.upsert_study(
-            session=session, study_uid=study_uid, header=HEADER | {"AccessionNumber": study_uid}
-        )
+        queries.upsert_study(session=session, study_uid=study_uid, header=HEADER | {"AccessionNumber": study_uid})
         start = time.perf_counter()
-        queries.store_analysis(
-            session=session, study_uid=study_uid, scores={"nodule": 0.7}, findings=findings
-        )
+        queries.store_analysis(session=session, study_uid=study_uid, scores={"nodule": 0.7}, findings=findings)
         times.append(time.perf_counter() - start)
     assert sorted(times)[2] < 0.1  # generous for a loaded CI machine; bench/bench_db.py reports the figure
     assert session.exec(select(sa.func.count()).select_from(Finding)).one() == 100
@@ -186,3 +176,14 @@ def test_logs_carry_uids_not_patient_identifiers(session: Session, caplog: pytes
     assert study_uid in caplog.text
     for secret in ("PID-4711", "Mustermann", "Erika", "ACC123"):
         assert secret not in text
+
+
+def test_timestamps_are_stored_and_returned_as_utc(session: Session) -> None:
+    """Test that an aware non-UTC arrival time comes back as the same instant in UTC on both engines."""
+    cest = timezone(timedelta(hours=2))
+    local = datetime(2026, 6, 1, 10, 30, 15, 123456, tzinfo=cest)
+    study = queries.upsert_study(session=session, study_uid=uid(), header=HEADER, received_at=local)
+    session.expire_all()
+    stored = session.get(Study, study.id)
+    assert stored.received_at == local and stored.received_at.utcoffset() == timedelta(0)
+    assert stored.received_at.hour == 8

@@ -36,9 +36,7 @@ def test_upgrade_from_empty_to_head_matches_models(empty_db_url: str) -> None:
         tables = set(sa.inspect(engine).get_table_names())
         assert EXPECTED_TABLES <= tables
         with engine.connect() as conn:
-            diff = compare_metadata(
-                MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata
-            )
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata)
         assert diff == [], f"models and migrations differ (write a migration): {diff}"
         check_schema(engine)
         indexes = {ix["name"] for ix in sa.inspect(engine).get_indexes("study")}
@@ -132,3 +130,42 @@ def test_sqlite_pragmas(tmp_path) -> None:
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_default_engine_is_sqlite_in_data_dir(settings_env: None, tmp_path) -> None:
+    """Test that without TRIAGE_DATABASE_URL the database is a SQLite file in the data directory."""
+    from inference.config import get_settings
+
+    reset_engines()
+    try:
+        url = get_settings().resolved_database_url
+        assert url == f"sqlite:///{tmp_path / 'data' / 'triage.db'}"
+        with pytest.raises(SchemaError, match="triage db upgrade"):
+            get_engine()
+        upgrade(create_db_engine())
+        engine = get_engine()
+        assert engine is get_engine() and (tmp_path / "data" / "triage.db").exists()
+    finally:
+        reset_engines()
+
+
+def test_migrations_run_from_any_directory(tmp_path) -> None:
+    """Test that migrations are found from another working directory (as from an installed package)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from db.session import create_db_engine; from db.migrate import upgrade;"
+        "print(upgrade(create_db_engine(sys.argv[2])))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(repo), f"sqlite:///{tmp_path / 'x.db'}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == head_revision()

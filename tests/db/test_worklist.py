@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 from sqlmodel import Session
@@ -104,17 +105,45 @@ def test_unscored_studies_rank_as_zero_priority(session: Session) -> None:
     assert [i.id for i in items] == [scored.id, unscored.id]
 
 
-def test_pagination_is_consistent(session: Session) -> None:
-    """Test that limit/offset pages concatenate to the full order without gaps or repeats."""
-    for n in range(7):
-        make_study(session, received_at=_minutes_ago(n * 7), nodule=(n % 3) / 3, embolism=0.1)
-    full = [i.id for i in queries.worklist(session=session, now=NOW, limit=100)]
-    pages = [
-        i.id
-        for offset in range(0, 7, 3)
-        for i in queries.worklist(session=session, now=NOW, limit=3, offset=offset)
-    ]
-    assert len(full) == 7 and pages == full
+def _reference_order(studies, max_wait: float) -> list[int]:
+    """The documented order, computed in Python from the study rows."""
+
+    def key(st):
+        if st.critical:
+            return (0, -(st.priority or 0.0), st.received_at, st.id)
+        if st.status in ("failed", "unsuitable") or NOW - st.received_at > timedelta(minutes=max_wait):
+            return (1, 0.0, st.received_at, st.id)
+        return (2, -(st.priority or 0.0), st.received_at, st.id)
+
+    return [st.id for st in sorted((st for st in studies if st.status != "signed"), key=key)]
+
+
+def test_order_and_pages_match_reference_on_random_mix(session: Session) -> None:
+    """Test that the SQL ranking equals the documented rules on a random mix of every kind of study,
+    and that limit/offset pages (crossing rank boundaries) concatenate to it without gaps or repeats."""
+    rnd = random.Random(4)
+    studies = []
+    for _ in range(40):
+        roll = rnd.random()
+        when = _minutes_ago(rnd.choice([1, 30, 90, 119, 121, 200, 400, 30]))
+        if roll < 0.15:
+            studies.append(make_study(session, received_at=when, status=rnd.choice(["failed", "unsuitable"])))
+        elif roll < 0.25:
+            studies.append(make_study(session, received_at=when, status=rnd.choice(["queued", "signed"])))
+        else:
+            pe = rnd.choice([0.05, 0.3, 0.5, 0.8])
+            studies.append(make_study(session, received_at=when, nodule=rnd.choice([0.1, 0.4, 0.9]), embolism=pe))
+    expected = _reference_order(studies, 120)
+    full = [i.id for i in queries.worklist(session=session, now=NOW, max_wait_minutes=120, limit=100)]
+    assert full == expected
+    for size in (3, 7):
+        pages = [
+            i.id
+            for offset in range(0, len(expected), size)
+            for i in queries.worklist(session=session, now=NOW, max_wait_minutes=120, limit=size, offset=offset)
+        ]
+        assert pages == expected
+    assert queries.worklist(session=session, now=NOW, offset=len(expected)) == []
 
 
 def test_item_serialisation_and_privacy(session: Session) -> None:

@@ -76,6 +76,7 @@ def upgrade() -> None:
     op.create_index(op.f("ix_study_scanner_profile"), "study", ["scanner_profile"], unique=False)
     op.create_index("ix_study_signed_at", "study", ["signed_at"], unique=False)
     op.create_index("ix_study_status_received", "study", ["status", "received_at"], unique=False)
+    op.create_index("ix_study_received_at_id", "study", ["received_at", "id"], unique=False)
     op.create_index("ix_study_worklist", "study", ["status", "critical", "priority", "received_at"], unique=False)
     op.create_table(
         "analysis_run",
@@ -304,6 +305,7 @@ def downgrade() -> None:
     op.drop_table("analysis_run")
     op.drop_index("ix_study_worklist", table_name="study")
     op.drop_index("ix_study_status_received", table_name="study")
+    op.drop_index("ix_study_received_at_id", table_name="study")
     op.drop_index("ix_study_signed_at", table_name="study")
     op.drop_index(op.f("ix_study_scanner_profile"), table_name="study")
     op.drop_index(op.f("ix_study_accession"), table_name="study")
