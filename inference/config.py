@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     max_wait_minutes: float = 120.0
     pe_critical_threshold: float = 0.5
     ai_hidden_fraction: float = 0.2
+    # dashboard
+    dashboard_refresh_s: float = 15.0  # worklist auto-refresh period
+    reading_idle_cap_s: float = 90.0  # longest gap between interactions that still counts as reading
+    claim_stale_minutes: float = 30.0  # a claim older than this may be taken over by another reader
 
     @field_validator("data_dir", "model_dir", mode="after")
     @classmethod
