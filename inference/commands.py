@@ -127,3 +127,60 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_ingest)
+    register_service_commands(sub)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from db.migrate import SchemaError
+    from inference.worker import run_worker
+
+    settings = get_settings()
+    try:
+        run_worker(settings, workers=args.workers, max_seconds=args.max_seconds)
+    except SchemaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    from inference.dicom.receiver import run_receiver
+
+    overrides = {}
+    if args.port is not None:
+        overrides["receiver_port"] = args.port
+    if args.ae_title:
+        overrides["receiver_ae_title"] = args.ae_title
+    if args.host:
+        overrides["receiver_host"] = args.host
+    if args.quiet_period is not None:
+        overrides["study_quiet_period_s"] = args.quiet_period
+    settings = get_settings().model_copy(update=overrides)
+    unsafe = [r for r in settings.unsafe_reasons() if "receiver" in r]
+    if unsafe and not settings.demo_mode:
+        print(f"error: refusing to start: {unsafe[0]}", file=sys.stderr)
+        return 2
+    try:
+        run_receiver(settings)
+    except OSError as exc:
+        print(f"error: cannot listen on {settings.receiver_host}:{settings.receiver_port}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def register_service_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("worker", help="run the analysis queue worker", description="Process queued studies.")
+    p.add_argument("--workers", type=int, default=1, help="worker threads (default 1)")
+    p.add_argument("--max-seconds", type=float, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser(
+        "receive",
+        help="run the DICOM C-STORE receiver",
+        description="DICOM C-STORE SCP: studies pushed here are kept in the inbox and queued after a quiet period.",
+    )
+    p.add_argument("--port", type=int, default=None, help="TCP port (default TRIAGE_RECEIVER_PORT, 11112)")
+    p.add_argument("--ae-title", default=None, help="AE title (default TRIAGE_RECEIVER_AE_TITLE, TRIAGE)")
+    p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--quiet-period", type=float, default=None, help="seconds without new files = study complete")
+    p.set_defaults(func=cmd_receive)

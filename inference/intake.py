@@ -1,22 +1,110 @@
-"""What happens after files land in the inbox: register the studies and queue them for analysis.
+"""What happens after files land in the inbox: register the studies in the database and queue them.
 
-The database and the queue arrive with their own modules; until then (or when they are not configured),
-ingest still keeps every file and reports the studies it found.
+Used by ``triage ingest`` (right after copying) and by the C-STORE receiver (after a study's quiet period).
+Nothing here decodes pixels; the worker does that.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 from inference.config import Settings
 from inference.dicom.inbox import IngestReport
+from inference.dicom.scan import scan
 
 log = logging.getLogger(__name__)
 
+STUDY_KEYS = (
+    "AccessionNumber", "PatientID", "PatientName", "PatientAge", "PatientSex", "StudyDescription", "StudyDate",
+    "StudyTime", "Modality", "Manufacturer", "ManufacturerModelName", "ConvolutionKernel", "BodyPartExamined",
+    "KVP", "ContrastBolusAgent",
+)  # fmt: skip
+
+
+def study_header(study_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Study-level header values and one summary per series, from the headers in ``study_dir``."""
+    result = scan([study_dir])
+    header: dict[str, Any] = {}
+    series_rows: list[dict[str, Any]] = []
+    for study in result.studies.values():
+        for s in study.series.values():
+            for key in STUDY_KEYS:
+                value = s.first(key)
+                if value not in (None, "") and key not in header:
+                    header[key] = value
+            series_rows.append(
+                {
+                    "SeriesInstanceUID": s.series_uid,
+                    "SeriesNumber": s.first("SeriesNumber"),
+                    "SeriesDescription": s.description,
+                    "Modality": s.modality,
+                    "SliceThickness": None if s.slice_thickness_mm != s.slice_thickness_mm else s.slice_thickness_mm,
+                    "ConvolutionKernel": s.kernel,
+                    "n_instances": len(s.instances),
+                    "path": str(study_dir / s.series_uid),
+                }
+            )
+    if isinstance(header.get("ConvolutionKernel"), list):
+        header["ConvolutionKernel"] = "\\".join(header["ConvolutionKernel"])
+    return header, series_rows
+
+
+def open_database(settings: Settings):
+    """The database engine; a fresh embedded SQLite database (no ``TRIAGE_DATABASE_URL``) is created on first use.
+
+    Raises:
+        db.migrate.SchemaError: a configured (or existing but outdated) database is not at the newest schema;
+            the message names ``triage db upgrade``.
+    """
+    from db.migrate import SchemaError, current_revision, upgrade
+    from db.session import create_db_engine, get_engine
+
+    url = settings.resolved_database_url
+    try:
+        return get_engine(url)
+    except SchemaError:
+        if settings.database_url is not None:
+            raise
+        fresh = create_db_engine(url)
+        try:
+            if current_revision(fresh) is not None:
+                raise
+            upgrade(fresh)
+            log.info("created the embedded database schema")
+        finally:
+            fresh.dispose()
+        return get_engine(url)
+
+
+def register_and_queue(study_uids: Iterable[str], *, settings: Settings, queue: bool = True) -> list[str]:
+    """Upsert each inbox study in the database and put it on the analysis queue.
+
+    Returns:
+        The study UIDs queued (a study already signed is registered but not queued again).
+    """
+    from db.queries import mark_queued, upsert_study
+    from db.session import session_scope
+    from inference.queue import enqueue_study
+
+    engine = open_database(settings)
+    queued = []
+    for uid in study_uids:
+        study_dir = settings.inbox_dir / uid
+        header, series_rows = study_header(study_dir)
+        with session_scope(engine) as session:
+            upsert_study(session=session, study_uid=uid, header=header, series=series_rows, data_path=str(study_dir))
+            if not queue:
+                continue
+            if mark_queued(session=session, study_uid=uid):
+                queued.append(uid)
+        if queue and uid in queued:
+            enqueue_study(uid, settings)
+    return queued
+
 
 def register_ingested(report: IngestReport, *, settings: Settings) -> list[str]:
-    """Register the studies of ``report`` and queue them; returns the study UIDs queued."""
-    del settings
-    for study_uid in report.studies:
-        log.info("study %s is in the inbox", study_uid)
-    return []
+    """Register and queue the studies that an ingest stored (or found already stored)."""
+    return register_and_queue(sorted(report.studies), settings=settings)
