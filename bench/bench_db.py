@@ -192,7 +192,7 @@ def run_engine(engine: Engine, args: argparse.Namespace) -> dict[str, tuple[floa
             lambda: queries.analytics_summary(session=s, embolism_threshold=0.5), max(3, args.repeats // 4)
         )
         results["  reading times (arm/reader/week)"] = timed(
-            lambda: queries.reading_cases(session=s), max(3, args.repeats // 4)
+            lambda: queries.reading_time_tables(session=s), max(3, args.repeats // 4)
         )
         results["  turnaround by priority"] = timed(
             lambda: queries.turnaround_by_priority(session=s), max(3, args.repeats // 4)

@@ -49,13 +49,15 @@ def _arm(ai_shown: Any) -> str:
     return "ai_shown" if ai_shown else "ai_hidden"
 
 
-def reading_cases(
-    *, session: Session, since: datetime | None = None, until: datetime | None = None
-) -> list[tuple[str, str, str, float]]:
-    """Every reading case as ``(reader, arm, ISO week label, seconds)`` (see the module docstring)."""
+def _cases_query(since: datetime | None, until: datetime | None) -> sa.Select:
     first = sa.func.min(_RS.c.opened_at)
     query = (
-        sa.select(_RS.c.reader, _RS.c.ai_shown, epoch_week(first), sa.func.sum(_RS.c.active_seconds))
+        sa.select(
+            _RS.c.reader.label("reader"),
+            _RS.c.ai_shown.label("ai_shown"),
+            epoch_week(first).label("week"),
+            sa.func.sum(_RS.c.active_seconds).label("seconds"),
+        )
         .where(_RS.c.closed_at.is_not(None), _RS.c.active_seconds.is_not(None))
         .group_by(_RS.c.study_id, _RS.c.reader, _RS.c.ai_shown)
     )
@@ -63,9 +65,16 @@ def reading_cases(
         query = query.where(_RS.c.opened_at >= since)
     if until is not None:
         query = query.where(_RS.c.opened_at < until)
+    return query
+
+
+def reading_cases(
+    *, session: Session, since: datetime | None = None, until: datetime | None = None
+) -> list[tuple[str, str, str, float]]:
+    """Every reading case as ``(reader, arm, ISO week label, seconds)`` (see the module docstring)."""
     labels: dict[int, str] = {}
     cases = []
-    for reader, shown, week, seconds in session.execute(query):
+    for reader, shown, week, seconds in session.execute(_cases_query(since, until)):
         label = labels.get(week)
         if label is None:
             label = labels[week] = week_label(week)
@@ -80,22 +89,83 @@ def _grouped(cases: Iterable[tuple[str, str, str, float]], key: Any) -> dict[tup
     return groups
 
 
+def _reading_tables_python(cases: list[tuple[str, str, str, float]]) -> dict[str, list[dict[str, Any]]]:
+    by_arm = _grouped(cases, lambda c: (c[1],))
+    return {
+        "reading_time_by_arm": [{"arm": arm, **_summary(by_arm.get((arm,), []))} for arm in ("ai_shown", "ai_hidden")],
+        "reading_time_by_reader": [
+            {"reader": r, "arm": a, **_summary(v)}
+            for (r, a), v in sorted(_grouped(cases, lambda c: (c[0], c[1])).items())
+        ],
+        "reading_time_by_week": [
+            {"week": w, "arm": a, **_summary(v)}
+            for (w, a), v in sorted(_grouped(cases, lambda c: (c[2], c[1])).items())
+        ],
+    }
+
+
+def _reading_tables_postgres(session: Session, cases: sa.Subquery) -> dict[str, list[dict[str, Any]]]:
+    """The same tables with medians computed by PostgreSQL (``percentile_cont``, grouping sets)."""
+    query = sa.select(
+        cases.c.reader,
+        cases.c.week,
+        cases.c.ai_shown,
+        sa.func.count(),
+        sa.func.percentile_cont(0.5).within_group(cases.c.seconds),
+        sa.func.avg(cases.c.seconds),
+        sa.func.grouping(cases.c.reader),
+        sa.func.grouping(cases.c.week),
+    ).group_by(
+        sa.func.grouping_sets(
+            sa.tuple_(cases.c.ai_shown),
+            sa.tuple_(cases.c.reader, cases.c.ai_shown),
+            sa.tuple_(cases.c.week, cases.c.ai_shown),
+        )
+    )
+    by_arm: dict[str, dict[str, Any]] = {}
+    by_reader, by_week = [], []
+    for reader, week, shown, n, median, mean, no_reader, no_week in session.execute(query):
+        stats = {"n": int(n), "median_s": round(float(median), 3), "mean_s": round(float(mean), 3)}
+        if not no_reader:
+            by_reader.append({"reader": reader, "arm": _arm(shown), **stats})
+        elif not no_week:
+            by_week.append({"week": week_label(week), "arm": _arm(shown), **stats})
+        else:
+            by_arm[_arm(shown)] = {"arm": _arm(shown), **stats}
+    empty = {"n": 0, "median_s": None, "mean_s": None}
+    return {
+        "reading_time_by_arm": [by_arm.get(a, {"arm": a, **empty}) for a in ("ai_shown", "ai_hidden")],
+        "reading_time_by_reader": sorted(by_reader, key=lambda r: (r["reader"], r["arm"])),
+        "reading_time_by_week": sorted(by_week, key=lambda r: (r["week"], r["arm"])),
+    }
+
+
+def reading_time_tables(
+    *, session: Session, since: datetime | None = None, until: datetime | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Reading time per case by arm, by reader and arm, and by ISO week and arm, in one pass.
+
+    PostgreSQL computes the medians itself; on SQLite (no median aggregate) the per-case totals are
+    fetched and summarised in Python. Both give identical numbers.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return _reading_tables_postgres(session, _cases_query(since, until).subquery("cases"))
+    return _reading_tables_python(reading_cases(session=session, since=since, until=until))
+
+
 def reading_time_by_arm(*, session: Session, **window: Any) -> list[dict[str, Any]]:
     """Reading time per case by arm: ``[{"arm", "n", "median_s", "mean_s"}]`` (both arms always listed)."""
-    groups = _grouped(reading_cases(session=session, **window), lambda c: (c[1],))
-    return [{"arm": arm, **_summary(groups.get((arm,), []))} for arm in ("ai_shown", "ai_hidden")]
+    return reading_time_tables(session=session, **window)["reading_time_by_arm"]
 
 
 def reading_time_by_reader(*, session: Session, **window: Any) -> list[dict[str, Any]]:
     """Reading time per case by reader and arm: ``[{"reader", "arm", "n", "median_s", "mean_s"}]``."""
-    groups = _grouped(reading_cases(session=session, **window), lambda c: (c[0], c[1]))
-    return [{"reader": r, "arm": a, **_summary(v)} for (r, a), v in sorted(groups.items())]
+    return reading_time_tables(session=session, **window)["reading_time_by_reader"]
 
 
 def reading_time_by_week(*, session: Session, **window: Any) -> list[dict[str, Any]]:
     """Reading time per case by ISO week and arm: ``[{"week", "arm", "n", "median_s", "mean_s"}]``."""
-    groups = _grouped(reading_cases(session=session, **window), lambda c: (c[2], c[1]))
-    return [{"week": w, "arm": a, **_summary(v)} for (w, a), v in sorted(groups.items())]
+    return reading_time_tables(session=session, **window)["reading_time_by_week"]
 
 
 def _priority_class(high_priority: float) -> sa.ColumnElement[str]:
@@ -110,13 +180,22 @@ def _priority_class(high_priority: float) -> sa.ColumnElement[str]:
 def turnaround_by_priority(*, session: Session, high_priority: float = 0.5) -> list[dict[str, Any]]:
     """Arrival → signed, in minutes, per priority class: ``[{"priority_class", "n", "median_min",
     "mean_min"}]`` in the order critical, high, routine, unscored (classes without studies omitted)."""
-    query = sa.select(_priority_class(high_priority), seconds_between(_S.c.received_at, _S.c.signed_at)).where(
-        _S.c.signed_at.is_not(None)
-    )
-    groups: dict[str, list[float]] = defaultdict(list)
-    for cls, seconds in session.execute(query):
-        groups[cls].append(float(seconds))
+    cls = _priority_class(high_priority).label("cls")
+    seconds = seconds_between(_S.c.received_at, _S.c.signed_at)
     order = ("critical", "high", "routine", "unscored")
+    signed = _S.c.signed_at.is_not(None)
+    if session.get_bind().dialect.name == "postgresql":  # medians in the database
+        stats = sa.select(
+            cls, sa.func.count(), sa.func.percentile_cont(0.5).within_group(seconds), sa.func.avg(seconds)
+        )
+        rows = {
+            c: {"n": int(n), "median_min": round(float(med) / 60, 3), "mean_min": round(float(mean) / 60, 3)}
+            for c, n, med, mean in session.execute(stats.where(signed).group_by(cls))
+        }
+        return [{"priority_class": c, **rows[c]} for c in order if c in rows]
+    groups: dict[str, list[float]] = defaultdict(list)
+    for c, secs in session.execute(sa.select(cls, seconds).where(signed)):
+        groups[c].append(float(secs))
     return [{"priority_class": c, **_summary(groups[c], scale=60.0, suffix="min")} for c in order if c in groups]
 
 
@@ -171,15 +250,12 @@ def ai_performance(
         "ppv", "npv"}]`` for ``nodule`` and ``embolism``.
     """
     thresholds = _thresholds(nodule_threshold, embolism_threshold)
+    kinds = (("nodule", _S.c.nodule_score, _R.c.nodule), ("embolism", _S.c.embolism_score, _R.c.embolism))
+    columns = [col for kind, score, truth in kinds for col in _confusion_columns(score, truth, thresholds[kind])]
+    row = session.execute(sa.select(*columns).select_from(_S.join(_R, _R.c.study_id == _S.c.id))).one()
     out = []
-    for kind, score, truth in (
-        ("nodule", _S.c.nodule_score, _R.c.nodule),
-        ("embolism", _S.c.embolism_score, _R.c.embolism),
-    ):
-        query = sa.select(*_confusion_columns(score, truth, thresholds[kind])).select_from(
-            _S.join(_R, _R.c.study_id == _S.c.id)
-        )
-        tp, fp, tn, fn, unscored = (int(v) for v in session.execute(query).one())
+    for n, (kind, _score, _truth) in enumerate(kinds):
+        tp, fp, tn, fn, unscored = (int(v) for v in row[5 * n : 5 * n + 5])
         out.append(
             {"kind": kind, "threshold": thresholds[kind], "n": tp + fp + tn + fn, "unscored": unscored}
             | _confusion(tp, fp, tn, fn)
@@ -274,18 +350,7 @@ def analytics_summary(
     high_priority: float = 0.5,
 ) -> dict[str, list[dict[str, Any]]]:
     """Every analytics table in one dict (one pass over the reading cases)."""
-    cases = reading_cases(session=session)
-    by_arm = _grouped(cases, lambda c: (c[1],))
-    return {
-        "reading_time_by_arm": [{"arm": arm, **_summary(by_arm.get((arm,), []))} for arm in ("ai_shown", "ai_hidden")],
-        "reading_time_by_reader": [
-            {"reader": r, "arm": a, **_summary(v)}
-            for (r, a), v in sorted(_grouped(cases, lambda c: (c[0], c[1])).items())
-        ],
-        "reading_time_by_week": [
-            {"week": w, "arm": a, **_summary(v)}
-            for (w, a), v in sorted(_grouped(cases, lambda c: (c[2], c[1])).items())
-        ],
+    return reading_time_tables(session=session) | {
         "turnaround_by_priority": turnaround_by_priority(session=session, high_priority=high_priority),
         "ai_performance": ai_performance(
             session=session, nodule_threshold=nodule_threshold, embolism_threshold=embolism_threshold

@@ -14,6 +14,7 @@ from db.analytics import (
     reading_time_by_arm,
     reading_time_by_reader,
     reading_time_by_week,
+    reading_time_tables,
     scanner_profile_breakdown,
     turnaround_by_priority,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "reading_time_by_arm",
     "reading_time_by_reader",
     "reading_time_by_week",
+    "reading_time_tables",
     "record_event",
     "release_study",
     "scanner_profile_breakdown",

@@ -23,6 +23,7 @@ from db.models import (
     ROLES,
     VERDICTS,
     AuditEvent,
+    Finding,
     FindingVerdict,
     ReaderFinding,
     ReadingSession,
@@ -60,7 +61,7 @@ def record_event(
     session: Session,
     actor: str,
     action: str,
-    study_id: int | None = None,
+    study_id: int | sa.ScalarSelect | None = None,
     detail: dict[str, Any] | None = None,
     commit: bool = True,
 ) -> None:
@@ -153,6 +154,9 @@ def open_reading_session(
         .values(study_id=study_id, reader=reader, ai_shown=ai_shown, opened_at=as_utc(opened_at) or utcnow())
         .returning(table.c.id)
     ).scalar_one()
+    record_event(
+        session=session, actor=reader, action="open", study_id=study_id, detail={"ai_shown": ai_shown}, commit=False
+    )
     session.commit()
     return rid
 
@@ -193,6 +197,16 @@ def set_verdict(
                 session.execute(sa.insert(table).values(finding_id=finding_id, reader=reader, **values))
         except IntegrityError:  # a concurrent first verdict by the same reader: last write wins
             session.execute(sa.update(table).where(*where).values(**values))
+    findings = Finding.__table__
+    study_id = sa.select(findings.c.study_id).where(findings.c.id == finding_id).scalar_subquery()
+    record_event(
+        session=session,
+        actor=reader,
+        action="verdict",
+        study_id=study_id,
+        detail={"finding_id": finding_id, "verdict": verdict},
+        commit=False,
+    )
     session.commit()
 
 
@@ -231,6 +245,9 @@ def add_reader_finding(
         )
         .returning(table.c.id)
     ).scalar_one()
+    record_event(
+        session=session, actor=reader, action="add_finding", study_id=study_id, detail={"kind": kind}, commit=False
+    )
     session.commit()
     return fid
 

@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from db import queries
-from db.models import Study
+from db.models import FindingVerdict, ReadingSession, Study
 from tests.db.factories import make_study, make_user
 
 READERS = ["alice", "bob", "carol", "dave"]
@@ -102,6 +102,8 @@ def test_reclaim_release_take_over_and_sign(session: Session, readers: list[str]
     assert not late.ok and late.reason == "signed"
     with pytest.raises(queries.ReviewConflict, match="already signed"):
         queries.sign_report(session=session, study_id=study.id, reader="carol", nodule=True, embolism=False)
+    actions = [(e.actor, e.action) for e in queries.list_events(session=session, study_id=study.id)]
+    assert actions[:2] == [("carol", "sign"), ("carol", "claim")] and ("alice", "release") in actions
     missing = queries.claim_study(session=session, study_id=10**9, reader="dave")
     assert not missing.ok and missing.reason == "not found"
 
@@ -112,3 +114,34 @@ def test_claiming_failed_study_keeps_its_state(session: Session, readers: list[s
     assert queries.claim_study(session=session, study_id=study.id, reader="alice").ok
     session.expire_all()
     assert session.get(Study, study.id).status == "failed"
+
+
+def test_reading_session_verdicts_and_audit(session: Session, readers: list[str]) -> None:
+    """Test reading-session timing, verdict changes (latest wins) and the audit trail of a reading."""
+    from tests.db.factories import make_finding
+
+    study = make_study(session, nodule=0.8, embolism=0.1, findings=[make_finding("nodule", 0.8)])
+    (finding,) = queries.get_findings(session=session, study_id=study.id)
+    rid = queries.open_reading_session(session=session, study_id=study.id, reader="alice", ai_shown=False)
+    queries.set_verdict(
+        session=session, finding_id=finding.id, reader="alice", verdict="confirmed", reading_session_id=rid
+    )
+    queries.set_verdict(
+        session=session, finding_id=finding.id, reader="alice", verdict="rejected", reading_session_id=rid
+    )
+    queries.add_reader_finding(
+        session=session, study_id=study.id, reader="alice", kind="embolism", center_voxel=(1, 2, 3)
+    )
+    assert queries.close_reading_session(session=session, reading_session_id=rid, active_seconds=42.5)
+    assert not queries.close_reading_session(session=session, reading_session_id=rid, active_seconds=99)
+    with pytest.raises(ValueError):
+        queries.set_verdict(session=session, finding_id=finding.id, reader="alice", verdict="maybe")
+
+    (verdict,) = session.exec(select(FindingVerdict)).all()
+    assert verdict.verdict == "rejected" and verdict.reading_session_id == rid
+    reading = session.get(ReadingSession, rid)
+    assert reading.active_seconds == 42.5 and not reading.ai_shown and reading.closed_at is not None
+    (added,) = queries.list_reader_findings(session=session, study_id=study.id)
+    assert (added.kind, added.center_k, added.center_j, added.center_i) == ("embolism", 1, 2, 3)
+    actions = [e.action for e in reversed(queries.list_events(session=session, study_id=study.id))]
+    assert actions[-4:] == ["open", "verdict", "verdict", "add_finding"]
