@@ -25,6 +25,20 @@ from pydicom.uid import (
 from inference.volume import Volume
 
 RESCALE_INTERCEPT = -1024.0
+# Type 2 attributes of the CT Image IOD (present, may be empty) that a writer must not leave out.
+TYPE2_DEFAULTS = {
+    "PatientBirthDate": "",
+    "PatientSex": "",
+    "StudyDate": "",
+    "StudyTime": "",
+    "ReferringPhysicianName": "",
+    "StudyID": "",
+    "AccessionNumber": "",
+    "Manufacturer": "",
+    "KVP": "",
+    "AcquisitionNumber": "",
+    "PatientOrientation": "",
+}
 
 
 def derived_uid(base: str, *parts: object) -> str:
@@ -106,7 +120,7 @@ def write_ct_series(
         ds.RescaleSlope = "1"
         ds.RescaleType = "HU"
         ds.PositionReferenceIndicator = ""
-        for keyword, value in headers.items():
+        for keyword, value in {**TYPE2_DEFAULTS, **headers}.items():
             setattr(ds, keyword, value)
         ds.file_meta = FileMetaDataset()
         ds.file_meta.MediaStorageSOPClassUID = CTImageStorage

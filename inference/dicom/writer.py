@@ -1,0 +1,269 @@
+"""DICOM outputs of an analysis (highdicom): a SEG of the nodule masks and a TID 1500 measurement report.
+
+* ``write_seg``: one segment per nodule finding (label value n in the mask = finding n), referencing the
+  analysed source series. No nodule → no SEG (the SR says so).
+* ``write_sr``: a Comprehensive 3D SR (TID 1500): per nodule a volumetric ROI group that references its
+  SEG segment, with long-axis diameter, volume, mean attenuation, model probability, texture and the
+  suggested Lung-RADS category; per embolism a measurement group with probability and location; the
+  algorithm (model names and versions) on every group.
+* ``send_to_pacs``: optional C-STORE of both to a configured destination (``AE@host:port``).
+
+Codes from SNOMED CT / DICOM / UCUM where a standard one exists; the rest use the local scheme
+``99TRIAGE`` (a private coding scheme, as the standard allows).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from inference.dicom.ct_writer import TYPE2_DEFAULTS
+from inference.dicom.scan import scan
+from inference.results import CaseResult, Finding
+from inference.volume import Volume
+
+log = logging.getLogger(__name__)
+
+MANUFACTURER = "chest-ct-triage (research software, not a medical device)"
+MODEL_NAME = "chest-ct-triage"
+SOFTWARE_VERSION = "0.1.0"
+LOCAL = "99TRIAGE"
+
+NODULE = hd.sr.CodedConcept("27925004", "SCT", "Nodule")
+EMBOLISM = hd.sr.CodedConcept("59282003", "SCT", "Pulmonary embolism")
+LUNG = hd.sr.CodedConcept("39607008", "SCT", "Lung")
+CT_CHEST = hd.sr.CodedConcept("24627-2", "LN", "CT Chest")
+LONG_AXIS = hd.sr.CodedConcept("103339001", "SCT", "Long axis")
+VOLUME = hd.sr.CodedConcept("118565006", "SCT", "Volume")
+ATTENUATION = hd.sr.CodedConcept("112031", "DCM", "Attenuation Coefficient")
+PROBABILITY = hd.sr.CodedConcept("PROB", LOCAL, "Model probability (calibrated)")
+TEXTURE = hd.sr.CodedConcept("TEXTURE", LOCAL, "Nodule texture")
+LUNG_RADS = hd.sr.CodedConcept("LUNGRADS", LOCAL, "Suggested Lung-RADS v2022 category")
+LOCATION = hd.sr.CodedConcept("LOCATION", LOCAL, "Suggested location")
+MM = hd.sr.CodedConcept("mm", "UCUM", "millimeter")
+ML = hd.sr.CodedConcept("ml", "UCUM", "milliliter")
+HU = hd.sr.CodedConcept("[hnsf'U]", "UCUM", "Hounsfield unit")
+UNITLESS = hd.sr.CodedConcept("1", "UCUM", "no units")
+STUDY_SCORES = {
+    "nodule": hd.sr.CodedConcept("NODSCORE", LOCAL, "Study nodule suspicion (calibrated)"),
+    "embolism": hd.sr.CodedConcept("PESCORE", LOCAL, "Study pulmonary embolism probability (calibrated)"),
+    "priority": hd.sr.CodedConcept("PRIORITY", LOCAL, "Worklist priority score"),
+}
+
+
+def source_datasets(study_dir: Path, volume: Volume) -> list[pydicom.Dataset]:
+    """Headers of the analysed series' files, in the volume's slice order (k = 0 first)."""
+    result = scan([study_dir])
+    study = result.studies.get(volume.study_uid)
+    if study is None or volume.series_uid not in study.series:
+        raise FileNotFoundError(f"series {volume.series_uid} not found under {study_dir}")
+    series = study.series[volume.series_uid]
+    normal = volume.direction[:, 2]
+    datasets = []
+    for inst in series.instances:
+        with inst.source.open() as fp:
+            ds = pydicom.dcmread(fp, stop_before_pixels=True)
+        for keyword, value in TYPE2_DEFAULTS.items():  # real files sometimes omit type 2 attributes
+            if keyword not in ds:
+                setattr(ds, keyword, value)
+        datasets.append(ds)
+    datasets.sort(key=lambda ds: float(np.dot(np.asarray(ds.ImagePositionPatient, float), normal)))
+    if len(datasets) != volume.shape[0]:
+        raise ValueError(f"{len(datasets)} source files for a volume of {volume.shape[0]} slices")
+    return datasets
+
+
+def _algorithm(result: CaseResult, family: str) -> hd.AlgorithmIdentificationSequence:
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(result.model_versions.items())) or "unknown"
+    return hd.AlgorithmIdentificationSequence(
+        name=MODEL_NAME, family=codes.cid7162.ArtificialIntelligence, version=versions[:64], source=family
+    )
+
+
+def write_seg(out_dir: Path, sources: list[pydicom.Dataset], mask: np.ndarray, result: CaseResult) -> Path | None:
+    """Write the nodule label mask as a binary DICOM SEG; returns its path (None without nodule findings)."""
+    nodules = [f for f in result.findings if f.kind == "nodule" and f.label]
+    if not nodules or mask is None or not np.any(mask):
+        return None
+    labels = np.zeros(mask.shape, dtype=np.uint8)
+    descriptions = []
+    for n, f in enumerate(nodules, start=1):
+        labels[np.asarray(mask) == f.label] = n
+        descriptions.append(
+            hd.seg.SegmentDescription(
+                segment_number=n,
+                segment_label=f"Nodule {n} (p={f.probability:.2f})",
+                segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+                segmented_property_type=NODULE,
+                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_identification=_algorithm(result, "nodule"),
+                tracking_uid=generate_uid(entropy_srcs=[result.study_uid, result.series_uid, "nodule", str(n)]),
+                tracking_id=f"Nodule {n}",
+            )
+        )
+    seg = hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=labels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=generate_uid(),
+        series_number=9001,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=MANUFACTURER[:64],
+        manufacturer_model_name=MODEL_NAME,
+        software_versions=SOFTWARE_VERSION,
+        device_serial_number="0",
+        series_description="AI nodule segmentation (research)",
+    )
+    path = Path(out_dir) / "nodules_seg.dcm"
+    seg.save_as(path)
+    return path
+
+
+def _tracking(result: CaseResult, kind: str, n: int) -> hd.sr.TrackingIdentifier:
+    return hd.sr.TrackingIdentifier(
+        uid=generate_uid(entropy_srcs=[result.study_uid, result.series_uid, kind, str(n)]),
+        identifier=f"{kind.capitalize()} {n}",
+    )
+
+
+def _measurements(f: Finding) -> list[hd.sr.Measurement]:
+    out = [hd.sr.Measurement(name=PROBABILITY, value=float(f.probability), unit=UNITLESS)]
+    if f.diameter_mm is not None:
+        out.append(hd.sr.Measurement(name=LONG_AXIS, value=float(f.diameter_mm), unit=MM))
+    if f.volume_ml is not None:
+        out.append(hd.sr.Measurement(name=VOLUME, value=float(f.volume_ml), unit=ML))
+    if f.mean_hu is not None:
+        out.append(hd.sr.Measurement(name=ATTENUATION, value=float(f.mean_hu), unit=HU))
+    return out
+
+
+def _text_evaluations(f: Finding) -> list[hd.sr.QualitativeEvaluation]:
+    out = []
+    for name, value in ((TEXTURE, f.texture), (LUNG_RADS, f.lung_rads), (LOCATION, f.location)):
+        if value:
+            out.append(hd.sr.QualitativeEvaluation(name, hd.sr.CodedConcept(str(value)[:16], LOCAL, str(value))))
+    return out
+
+
+def write_sr(out_dir: Path, sources: list[pydicom.Dataset], result: CaseResult, seg_path: Path | None) -> Path:
+    """Write the TID 1500 measurement report of the findings; returns its path."""
+    seg = pydicom.dcmread(seg_path) if seg_path else None
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(entropy_srcs=[MODEL_NAME]), name=MODEL_NAME, manufacturer_name=MANUFACTURER[:64]
+        ),
+    )
+    context = hd.sr.ObservationContext(observer_device_context=observer)
+    algo = hd.sr.AlgorithmIdentification(
+        name=MODEL_NAME,
+        version=", ".join(f"{k} {v}" for k, v in sorted(result.model_versions.items()))[:64] or SOFTWARE_VERSION,
+    )
+    groups = []
+    nodules = [f for f in result.findings if f.kind == "nodule" and f.label]
+    for n, f in enumerate(nodules, start=1):
+        ref = None
+        if seg is not None:
+            ref = hd.sr.ReferencedSegment(
+                sop_class_uid=seg.SOPClassUID,
+                sop_instance_uid=seg.SOPInstanceUID,
+                segment_number=n,
+                source_series=hd.sr.SourceSeriesForSegmentation(result.series_uid),
+            )
+        groups.append(
+            hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=_tracking(result, "nodule", n),
+                referenced_segment=ref,
+                finding_type=NODULE,
+                algorithm_id=algo,
+                finding_sites=[hd.sr.FindingSite(LUNG)],
+                measurements=_measurements(f),
+                qualitative_evaluations=_text_evaluations(f) or None,
+            )
+        )
+    for n, f in enumerate((f for f in result.findings if f.kind == "embolism"), start=1):
+        groups.append(
+            hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=_tracking(result, "embolism", n),
+                finding_type=EMBOLISM,
+                algorithm_id=algo,
+                measurements=_measurements(f),
+                qualitative_evaluations=_text_evaluations(f) or None,
+            )
+        )
+    groups.append(  # study-level scores, always present (also when nothing was found)
+        hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=_tracking(result, "study", 0),
+            algorithm_id=algo,
+            measurements=[
+                hd.sr.Measurement(name=STUDY_SCORES[key], value=float(value), unit=UNITLESS)
+                for key, value in sorted(result.scores.items())
+                if key in STUDY_SCORES and value is not None
+            ],
+        )
+    )
+    report = hd.sr.MeasurementReport(
+        observation_context=context, procedure_reported=CT_CHEST, imaging_measurements=groups
+    )
+    evidence = list(sources) + ([seg] if seg is not None else [])
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=evidence,
+        content=report,
+        series_instance_uid=generate_uid(),
+        series_number=9002,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=MANUFACTURER[:64],
+        series_description="AI findings report (research, not a medical device)",
+    )
+    path = Path(out_dir) / "findings_sr.dcm"
+    sr.save_as(path)
+    return path
+
+
+def write_outputs(
+    out_dir: Path, study_dir: Path, volume: Volume, result: CaseResult, nodule_mask: np.ndarray | None
+) -> dict[str, Path | None]:
+    """SEG (if any nodule) and SR for one analysed study, written into ``out_dir``."""
+    sources = source_datasets(study_dir, volume)
+    seg = write_seg(out_dir, sources, nodule_mask, result) if nodule_mask is not None else None
+    sr = write_sr(out_dir, sources, result, seg)
+    return {"seg": seg, "sr": sr}
+
+
+def send_to_pacs(paths: list[Path], destination: str, *, calling_ae: str = "TRIAGE") -> list[int]:
+    """C-STORE ``paths`` to ``destination`` (``AE@host:port``); returns the DIMSE status of each.
+
+    Raises:
+        ConnectionError: the destination refused or could not be reached.
+    """
+    from pynetdicom import AE
+
+    try:
+        ae_title, hostport = destination.split("@", 1)
+        host, port = hostport.rsplit(":", 1)
+    except ValueError as exc:
+        raise ValueError(f"PACS destination must look like AE@host:port, got {destination!r}") from exc
+    datasets = [pydicom.dcmread(p) for p in paths]
+    ae = AE(ae_title=calling_ae)
+    for ds in datasets:
+        ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate(host, int(port), ae_title=ae_title)
+    if not assoc.is_established:
+        raise ConnectionError(f"PACS {destination} did not accept the association")
+    try:
+        statuses = []
+        for ds in datasets:
+            status = assoc.send_c_store(ds)
+            statuses.append(int(getattr(status, "Status", 0xFFFF)))
+    finally:
+        assoc.release()
+    return statuses
