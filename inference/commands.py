@@ -128,6 +128,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_ingest)
     register_service_commands(sub)
+    register_analyze(sub)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -184,3 +185,62 @@ def register_service_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     p.add_argument("--quiet-period", type=float, default=None, help="seconds without new files = study complete")
     p.set_defaults(func=cmd_receive)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from inference.dicom.quality import UnusableStudy
+    from inference.engine import ModelIntegrityError, ModelMissingError
+    from inference.triage import analyze_study_dir
+
+    settings = get_settings()
+    try:
+        outcome = analyze_study_dir(args.path, settings=settings, save=args.save, outputs=args.save)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except UnusableStudy as exc:
+        if args.json:
+            print(json.dumps({"study_uid": None, "quality": {"ok": False, "reasons": exc.reasons}}, indent=2))
+        for issue in exc.issues:
+            print(f"error: unusable input: {issue}", file=sys.stderr)
+        return 2
+    except (ModelMissingError, ModelIntegrityError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    result = outcome.result
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    s = result.scores
+    pe = "not assessed (not a CTPA)" if s.get("embolism") is None else f"{s['embolism']:.2f}"
+    print(f"Study {result.study_uid}\n  series {result.series_uid}")
+    print(
+        f"  scores: nodule {s['nodule']:.2f}, embolism {pe}, priority {s['priority']:.2f}"
+        + ("  ** CRITICAL **" if result.critical else "")
+    )
+    for f in result.findings:
+        where = ", ".join(f"{c:.1f}" for c in f.center_mm)
+        size = (
+            f", {f.diameter_mm:.1f} mm, {f.volume_ml:.3f} ml, {f.texture}, Lung-RADS {f.lung_rads} (suggested)"
+            if f.kind == "nodule"
+            else f", {f.location or 'location unknown'}"
+        )
+        print(f"  - {f.kind} p={f.probability:.2f} at LPS ({where}) mm, voxel {list(f.center_voxel)}{size}")
+    for r in result.quality.get("reasons", []):
+        print(f"  [warning] {r.get('code')}: {r.get('message')}")
+    print(f"  provider {result.provider}; total {result.timings_ms.get('total', 0) / 1000:.1f} s")
+    if outcome.folder:
+        print(f"  saved to {outcome.folder}")
+    return 0
+
+
+def register_analyze(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "analyze",
+        help="run the pipeline on one study directly and print the result",
+        description="Analyse one study (folder or zip). Exit 0 when analysed, 2 for unusable input.",
+    )
+    p.add_argument("path", type=Path, metavar="PATH")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    p.add_argument("--save", action="store_true", help="also save arrays, DICOM SEG and SR under the data dir")
+    p.set_defaults(func=cmd_analyze)

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     receiver_host: str = "127.0.0.1"
     receiver_allowed_callers: list[str] = []
     study_quiet_period_s: float = 30.0
+    pacs_destination: str | None = None  # AE@host:port that receives our SEG and SR (optional)
 
     series_rules: Path | None = None
     quality: QualityLimits = Field(default_factory=QualityLimits)

@@ -44,6 +44,8 @@ class Finding:
     lung_rads: str | None = None  # suggested Lung-RADS v2022 category (a suggestion, not a read)
     location: str | None = None  # lobe / "central|lobar|segmental, right|left" (emboli)
     label: int | None = None  # value of this finding in the mask volume
+    mask_path: str | None = None  # relative to the data directory (set when the case is saved)
+    heatmap_path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
