@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "inference.synth.cli",
     "inference.training.cli",
     "db.cli",
+    "dashboard.cli",
 )
 
 

@@ -1,0 +1,175 @@
+"""``triage serve`` (the dashboard) and ``triage user add|list|disable`` (local accounts).
+
+Thin wrappers: ``serve()`` is a plain function (``triage demo`` calls it after building its data);
+the account commands call ``dashboard.auth``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+APP = Path(__file__).resolve().parent / "app.py"
+#: Theme of the reading room (dark, low glare); passed on the command line so no config file is needed.
+THEME_FLAGS = (
+    "--theme.base", "dark",
+    "--theme.primaryColor", "#3d8bfd",
+    "--theme.backgroundColor", "#0e1117",
+    "--theme.secondaryBackgroundColor", "#1a2029",
+    "--theme.textColor", "#e6ebf2",
+)  # fmt: skip
+
+
+class UnsafeSettings(RuntimeError):
+    """The settings are unsafe outside demo mode (the message lists why)."""
+
+
+def streamlit_command(port: int, host: str = "127.0.0.1") -> list[str]:
+    """The ``streamlit run`` command line for the dashboard."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.headless", "true",
+        "--server.address", host,
+        "--server.port", str(int(port)),
+        "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none",
+        "--client.toolbarMode", "minimal",
+        "--client.showErrorDetails", "none",
+        *THEME_FLAGS,
+    ]  # fmt: skip
+
+
+def serve(
+    port: int, host: str = "127.0.0.1", *, block: bool = True, env: Mapping[str, str] | None = None
+) -> subprocess.Popen | int:
+    """Start the dashboard server (``streamlit run dashboard/app.py``, headless).
+
+    Args:
+        port: TCP port.
+        host: address to listen on (default loopback only).
+        block: wait for the server to exit and return its exit code; otherwise return the ``Popen``.
+        env: environment for the server (default: this process's); ``TRIAGE_*`` variables configure it.
+
+    Returns:
+        The exit code (``block=True``) or the running process.
+
+    Raises:
+        UnsafeSettings: unsafe settings (placeholder secret, ...) outside demo mode.
+    """
+
+    environ = dict(os.environ if env is None else env)
+    settings = _settings_from(environ)
+    reasons = settings.unsafe_reasons()
+    if reasons and not settings.demo_mode:
+        raise UnsafeSettings(
+            "refusing to serve the dashboard with unsafe settings (set TRIAGE_DEMO_MODE=1 only for a local demo):\n  "
+            + "\n  ".join(reasons)
+        )
+    proc = subprocess.Popen(streamlit_command(port, host), env=environ, cwd=str(APP.parents[1]))
+    if not block:
+        return proc
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        return proc.wait(timeout=10)
+
+
+def _settings_from(environ: Mapping[str, str]):
+    """Settings as the server process will see them (its environment, not ours)."""
+    from inference.config import Settings
+
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(environ)
+        return Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        return int(serve(args.port, args.host, block=True))
+    except UnsafeSettings as exc:
+        print(f"triage serve: {exc}", file=sys.stderr)
+        return 2
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise ValueError("the passwords differ")
+    return first
+
+
+def _session():
+    from sqlmodel import Session
+
+    from db.session import get_engine
+
+    return Session(get_engine(), expire_on_commit=False)
+
+
+def _cmd_user_add(args: argparse.Namespace) -> int:
+    from dashboard.auth import add_user
+    from db.session import SchemaError
+
+    try:
+        password = _read_password(args)
+        with _session() as s:
+            user = add_user(session=s, username=args.name, password=password, role=args.role)
+    except (ValueError, SchemaError) as exc:
+        print(f"triage user add: {exc}", file=sys.stderr)
+        return 2
+    print(f"created {user.username} ({'admin' if user.is_admin else 'radiologist'})")
+    return 0
+
+
+def _cmd_user_list(args: argparse.Namespace) -> int:
+    from db import queries
+
+    with _session() as s:
+        for u in queries.list_users(session=s):
+            print(f"{u.username}\t{'admin' if u.role == 'admin' else 'radiologist'}\t{'active' if u.active else 'off'}")
+    return 0
+
+
+def _cmd_user_active(args: argparse.Namespace) -> int:
+    from db import queries
+
+    with _session() as s:
+        ok = queries.set_user_active(session=s, username=args.name, active=args.action == "enable")
+    if not ok:
+        print(f"triage user {args.action}: no user {args.name!r}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``serve`` and ``user`` to the ``triage`` command line."""
+    p = sub.add_parser("serve", help="run the dashboard (Streamlit) on localhost")
+    p.add_argument("--port", type=int, default=8501, help="TCP port (default 8501)")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    p.set_defaults(func=_cmd_serve)
+
+    user = sub.add_parser("user", help="manage dashboard accounts")
+    usub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    add = usub.add_parser("add", help="create an account (asks for the password)")
+    add.add_argument("name")
+    add.add_argument("--role", choices=("radiologist", "admin"), default="radiologist")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from one line of stdin")
+    add.set_defaults(func=_cmd_user_add)
+    usub.add_parser("list", help="list accounts").set_defaults(func=_cmd_user_list)
+    for action in ("enable", "disable"):
+        q = usub.add_parser(action, help=f"{action} an account")
+        q.add_argument("name")
+        q.set_defaults(func=_cmd_user_active, action=action)

@@ -1,0 +1,197 @@
+"""The dashboard's data access: one cached engine, short-lived cached reads, and the few queries the pages
+need that ``db.queries`` does not have (read-only, SQLModel/SQLAlchemy, no patient identifiers logged).
+
+Pages call these functions and ``db.queries`` (through ``session()``); they never write SQL themselves.
+Cached reads are keyed by the database URL so two data directories never share a cache entry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import streamlit as st
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from dashboard.simulate import SIMULATED_PREFIX
+from db import queries
+from db.models import AnalysisRun, Finding, FindingVerdict, ReadingSession, Study, StudyReport
+from db.session import SchemaError, get_engine
+from db.worklist import WorklistItem
+from inference.config import Settings, get_settings
+from inference.results import CaseArrays, latest_case, load_case
+
+
+def settings() -> Settings:
+    """The process settings."""
+    return get_settings()
+
+
+def db_url() -> str:
+    return settings().resolved_database_url
+
+
+@st.cache_resource(show_spinner=False)
+def _engine(url: str) -> Engine:
+    return get_engine(url)
+
+
+def engine_or_error() -> tuple[Engine | None, str | None]:
+    """The database engine, or a message for the reader (schema missing/outdated, unreachable server)."""
+    try:
+        return _engine(db_url()), None
+    except SchemaError as exc:
+        return None, f"The database is not ready: {exc}"
+    except sa.exc.OperationalError:
+        return None, "The database cannot be reached. Check TRIAGE_DATABASE_URL and that the server is running."
+
+
+@contextmanager
+def session() -> Iterator[Session]:
+    """A database session on the cached engine (closed afterwards)."""
+    with Session(_engine(db_url()), expire_on_commit=False) as s:
+        yield s
+
+
+# --- worklist ----------------------------------------------------------------------------------------
+@st.cache_data(ttl=5, show_spinner=False)
+def worklist_rows(url: str, statuses: tuple[str, ...], limit: int) -> list[WorklistItem]:
+    """The ranked worklist (``db.queries.worklist``) for ``statuses``, cached for a few seconds."""
+    with session() as s:
+        return queries.worklist(session=s, statuses=list(statuses) or None, limit=limit)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def status_counts(url: str) -> dict[str, int]:
+    with session() as s:
+        return queries.worklist_counts(session=s)
+
+
+def top_findings(s: Session, study_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The most probable AI finding of each study's latest analysis run (kind, probability, size, location)."""
+    if not study_ids:
+        return {}
+    f, r = Finding.__table__, AnalysisRun.__table__
+    latest = (
+        sa.select(r.c.study_id, sa.func.max(r.c.id).label("run_id"))
+        .where(r.c.study_id.in_(list(study_ids)))
+        .group_by(r.c.study_id)
+        .subquery()
+    )
+    query = (
+        sa.select(f.c.study_id, f.c.kind, f.c.probability, f.c.diameter_mm, f.c.location)
+        .join(latest, sa.and_(f.c.study_id == latest.c.study_id, f.c.run_id == latest.c.run_id))
+        .order_by(f.c.study_id, f.c.probability.desc(), f.c.id)
+    )
+    out: dict[int, dict[str, Any]] = {}
+    for row in s.execute(query):
+        out.setdefault(row.study_id, row._asdict())
+    return out
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def top_findings_cached(url: str, study_ids: tuple[int, ...]) -> dict[int, dict[str, Any]]:
+    with session() as s:
+        return top_findings(s, study_ids)
+
+
+def clear_worklist_cache() -> None:
+    """Forget cached worklist reads (after a claim, release or signature)."""
+    worklist_rows.clear()
+    status_counts.clear()
+    top_findings_cached.clear()
+
+
+# --- the case being read -------------------------------------------------------------------------------
+def study_arm(s: Session, study_id: int) -> bool | None:
+    """The arm a study was assigned when first opened (``ai_shown`` of its first reading session), or None."""
+    t = ReadingSession.__table__
+    return s.execute(
+        sa.select(t.c.ai_shown).where(t.c.study_id == study_id).order_by(t.c.opened_at, t.c.id).limit(1)
+    ).scalar()
+
+
+def reader_verdicts(s: Session, reader: str, finding_ids: Sequence[int]) -> dict[int, str]:
+    """This reader's verdicts on the given findings."""
+    if not finding_ids:
+        return {}
+    t = FindingVerdict.__table__
+    rows = s.execute(
+        sa.select(t.c.finding_id, t.c.verdict).where(t.c.reader == reader, t.c.finding_id.in_(list(finding_ids)))
+    )
+    return {fid: verdict for fid, verdict in rows}
+
+
+def case_folder(study_uid: str) -> Path | None:
+    """The newest saved result folder of a study (images, masks, heatmap), or None."""
+    return latest_case(settings().data_dir, study_uid)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def case_arrays(folder: str) -> CaseArrays:
+    """The saved case (arrays memory-mapped), loaded once per folder."""
+    return load_case(Path(folder))
+
+
+# --- analytics ----------------------------------------------------------------------------------------
+@st.cache_data(ttl=30, show_spinner=False)
+def analytics_tables(url: str) -> dict[str, Any]:
+    """Everything the analytics page draws, in one cached read."""
+    with session() as s:
+        cases = queries.reading_cases(session=s)
+        summary = queries.analytics_summary(session=s)
+        outcomes = score_outcomes(s)
+        simulated = simulated_counts(s)
+    return {"cases": cases, "summary": summary, "outcomes": outcomes, "simulated": simulated}
+
+
+def score_outcomes(s: Session) -> list[dict[str, Any]]:
+    """Per signed study: AI scores and the signed truth (for calibration), plus the scanner profile."""
+    st_, rp = Study.__table__, StudyReport.__table__
+    query = sa.select(
+        st_.c.nodule_score, st_.c.embolism_score, rp.c.nodule, rp.c.embolism, st_.c.scanner_profile
+    ).select_from(st_.join(rp, rp.c.study_id == st_.c.id))
+    return [row._asdict() for row in s.execute(query)]
+
+
+def simulated_counts(s: Session) -> dict[str, int]:
+    """How many reading sessions and signed reports come from simulated readers (``sim-*``)."""
+    rs, rp = ReadingSession.__table__, StudyReport.__table__
+    like = SIMULATED_PREFIX + "%"
+    return {
+        "readings": s.execute(sa.select(sa.func.count()).where(rs.c.reader.like(like))).scalar_one(),
+        "readings_total": s.execute(sa.select(sa.func.count()).select_from(rs)).scalar_one(),
+        "reports": s.execute(sa.select(sa.func.count()).where(rp.c.signed_by.like(like))).scalar_one(),
+        "reports_total": s.execute(sa.select(sa.func.count()).select_from(rp)).scalar_one(),
+    }
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def case_embeddings(url: str, limit: int = 2000) -> list[dict[str, Any]]:
+    """Case embeddings written by the worker (``embedding`` in result.json) with each study's scanner profile."""
+    st_ = Study.__table__
+    with session() as s:
+        rows = s.execute(
+            sa.select(st_.c.id, st_.c.study_uid, st_.c.scanner_profile, st_.c.manufacturer)
+            .where(st_.c.analysed_at.is_not(None))
+            .order_by(st_.c.id.desc())
+            .limit(limit)
+        ).all()
+    out = []
+    for row in rows:
+        folder = case_folder(row.study_uid)
+        if folder is None:
+            continue
+        try:
+            embedding = json.loads((folder / "result.json").read_text()).get("embedding")
+        except (OSError, ValueError):
+            continue
+        if embedding:
+            scanner = row.scanner_profile or row.manufacturer or "unknown"
+            out.append({"study_id": row.id, "scanner": scanner, "embedding": [float(v) for v in embedding]})
+    return out

@@ -1,0 +1,153 @@
+"""The reader's open case in this browser session: claim, arm assignment, reading session, timer, leave.
+
+One case is open at a time. Opening claims it (or reports who holds it), assigns the AI arm on the very
+first opening of the study (``Settings.ai_hidden_fraction``), starts a ``ReadingSession`` and audits
+``open_case``. Leaving (another case, sign-out) closes the reading session with the active time so far and
+gives the claim back; signing closes it too (``db.queries.sign_report`` releases the claim).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import streamlit as st
+
+from dashboard import data
+from dashboard.auth import SignedIn
+from dashboard.components.timer import ActivityClock
+from db import queries
+from db.types import as_utc, utcnow
+
+log = logging.getLogger(__name__)
+CASE_KEY = "open_case"
+
+
+@dataclass
+class OpenCase:
+    """The case this browser session is reading."""
+
+    study_id: int
+    study_uid: str
+    reading_session_id: int
+    ai_shown: bool
+    clock: ActivityClock = field(default_factory=ActivityClock)
+    signed: bool = False
+
+
+@dataclass(frozen=True)
+class OpenOutcome:
+    """Result of ``open_case``: ``ok``, or a message saying why not (who holds it) and whether it is stale."""
+
+    ok: bool
+    message: str = ""
+    holder: str | None = None
+    stale: bool = False
+
+
+def current() -> OpenCase | None:
+    """The open case of this session, if any."""
+    return st.session_state.get(CASE_KEY)
+
+
+def assign_arm(existing: bool | None, fraction: float, rng: random.Random | None = None) -> bool:
+    """``ai_shown`` for a case: the recorded arm if the study was opened before, else a random draw in which
+    a share ``fraction`` of cases is hidden."""
+    if existing is not None:
+        return bool(existing)
+    return (rng or random).random() >= float(fraction)
+
+
+def open_case(user: SignedIn, study_id: int, *, take_over: bool = False) -> OpenOutcome:
+    """Claim ``study_id`` for ``user`` and start timing (idempotent for the case already open)."""
+    case = current()
+    if case is not None and case.study_id == study_id and not case.signed:
+        return OpenOutcome(ok=True)
+    settings = data.settings()
+    with data.session() as s:
+        study = queries.get_study(session=s, study_id=study_id)
+        if study is None:
+            return OpenOutcome(ok=False, message="This study does not exist (it may have been removed).")
+        if study.status == "signed":
+            return OpenOutcome(ok=False, message="This study is already signed.")
+        if not take_over and study.claimed_by and study.claimed_by != user.username:
+            claimed_at = as_utc(study.claimed_at)
+            age = (utcnow() - claimed_at) if claimed_at else timedelta(0)
+            stale = age > timedelta(minutes=settings.claim_stale_minutes)
+            minutes = int(age.total_seconds() // 60)
+            return OpenOutcome(
+                ok=False, holder=study.claimed_by, stale=stale,
+                message=f"{study.claimed_by} is reading this study (claimed {minutes} min ago)."
+                + (" The claim looks stale; you may take it over." if stale else ""),
+            )
+        result = queries.claim_study(session=s, study_id=study_id, reader=user.username, take_over=take_over)
+        if not result.ok:
+            return OpenOutcome(ok=False, holder=result.holder, message=f"{result.holder} is reading this study.")
+        if take_over:
+            queries.record_event(session=s, actor=user.username, action="take_over", study_id=study_id)
+        leave_case(user, release=True, keep=study_id)
+        ai_shown = assign_arm(data.study_arm(s, study_id), settings.ai_hidden_fraction)
+        rid = queries.open_reading_session(session=s, study_id=study_id, reader=user.username, ai_shown=ai_shown)
+        queries.record_event(session=s, actor=user.username, action="open_case", study_id=study_id,
+                             detail={"reading_session_id": rid, "ai_shown": ai_shown})
+        study_uid = study.study_uid
+    clock = ActivityClock(idle_cap_s=settings.reading_idle_cap_s)
+    clock.touch(time.monotonic())
+    st.session_state[CASE_KEY] = OpenCase(study_id, study_uid, rid, ai_shown, clock)
+    data.clear_worklist_cache()
+    log.info("study id %d opened (reading session %d)", study_id, rid)
+    return OpenOutcome(ok=True)
+
+
+def touch() -> float:
+    """Record an interaction with the open case; returns its active seconds so far (0 without a case)."""
+    case = current()
+    if case is None or case.signed:
+        return 0.0
+    return case.clock.touch(time.monotonic())
+
+
+def close_timing(case: OpenCase) -> float:
+    """Close the case's reading session with its active time; returns the seconds recorded."""
+    seconds = round(case.clock.total(time.monotonic()), 1)
+    with data.session() as s:
+        queries.close_reading_session(session=s, reading_session_id=case.reading_session_id, active_seconds=seconds)
+    return seconds
+
+
+def leave_case(user: SignedIn, *, release: bool = True, keep: int | None = None) -> None:
+    """Stop reading the open case (close its timing; give the claim back unless it is ``keep``)."""
+    case = current()
+    if case is None:
+        return
+    st.session_state.pop(CASE_KEY, None)
+    if case.signed:
+        return
+    close_timing(case)
+    if release and case.study_id != keep:
+        with data.session() as s:
+            queries.release_study(session=s, study_id=case.study_id, reader=user.username)
+    data.clear_worklist_cache()
+
+
+def sign(user: SignedIn, *, nodule: bool, embolism: bool, lung_rads: str | None, impression: str | None) -> float:
+    """Sign the open case's report and stop its timer; returns the active seconds recorded.
+
+    Raises:
+        db.queries.ReviewConflict: another reader took the study over, or it was signed meanwhile.
+    """
+    case = current()
+    if case is None:
+        raise RuntimeError("no case is open")
+    case.clock.touch(time.monotonic())
+    with data.session() as s:
+        queries.sign_report(session=s, study_id=case.study_id, reader=user.username, nodule=nodule,
+                            embolism=embolism, lung_rads=lung_rads, impression=impression or None)
+    seconds = close_timing(case)
+    case.signed = True
+    data.clear_worklist_cache()
+    data.analytics_tables.clear()
+    return seconds

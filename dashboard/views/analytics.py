@@ -1,0 +1,137 @@
+"""Analytics: reading time with vs without AI, turnaround by priority, AI performance against signed
+reports, missed findings, calibration, scanner profiles and the embedding map. Every table has a CSV export.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from dashboard import data
+from dashboard.components import charts
+from dashboard.components.timer import format_seconds
+
+
+def table(rows: list[dict[str, Any]], name: str, key: str) -> None:
+    """A table with its CSV download."""
+    if not rows:
+        st.caption("No data yet.")
+        return
+    st.dataframe(rows, hide_index=True, width="stretch")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    st.download_button("CSV", buf.getvalue(), file_name=f"{name}.csv", mime="text/csv", key=f"csv_{key}",
+                       icon=":material/download:")
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:+.0f}%"
+
+
+def reading_time(cases: list[tuple[str, str, str, float]], weekly: list[dict[str, Any]]) -> None:
+    by_arm: dict[str, list[float]] = {"ai_shown": [], "ai_hidden": []}
+    for _, arm, _, seconds in cases:
+        by_arm[arm].append(seconds)
+    rng = np.random.default_rng(0)
+    rows = []
+    for arm, values in by_arm.items():
+        median, lo, hi = charts.bootstrap_median_ci(values, rng)
+        rows.append({"arm": charts.ARM_LABEL[arm], "cases": len(values), "median_s": median and round(median, 1),
+                     "ci95_low_s": lo and round(lo, 1), "ci95_high_s": hi and round(hi, 1)})
+    change, c_lo, c_hi = charts.relative_change_ci(by_arm["ai_shown"], by_arm["ai_hidden"], rng)
+    m = st.columns(4)
+    m[0].metric("Readings (cases)", len(cases))
+    for col, row, label in ((m[1], rows[0], "Median with AI"), (m[2], rows[1], "Median without AI")):
+        ci = f"{format_seconds(row['ci95_low_s'])}–{format_seconds(row['ci95_high_s'])}"
+        col.metric(label, format_seconds(row["median_s"]), help=f"95% bootstrap CI {ci}")
+    m[3].metric("Relative change with AI", pct(change), help=f"95% bootstrap CI {pct(c_lo)} to {pct(c_hi)}")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.reading_time_figure(by_arm), width="stretch")
+    right.plotly_chart(charts.weekly_figure(weekly), width="stretch")
+    table(rows + [{"arm": "relative change (with/without − 1)", "cases": None, "median_s": change,
+                   "ci95_low_s": c_lo, "ci95_high_s": c_hi}], "reading_time_by_arm", "arm")
+    with st.expander("Per week and per reader"):
+        table(weekly, "reading_time_by_week", "week")
+
+
+def performance(summary: dict[str, Any], outcomes: list[dict[str, Any]]) -> None:
+    left, right = st.columns(2)
+    with left:
+        st.markdown("##### AI against signed reports")
+        table(summary["ai_performance"], "ai_performance", "perf")
+        st.markdown("##### AI false-negative rate (reader-added findings)")
+        table(summary["ai_false_negative_rate"], "ai_false_negative_rate", "fnr")
+    with right:
+        cal = {}
+        for kind, score_key, truth_key in (("PE", "embolism_score", "embolism"), ("nodule", "nodule_score", "nodule")):
+            pairs = [(o[score_key], bool(o[truth_key])) for o in outcomes if o[score_key] is not None]
+            cal[kind] = charts.calibration_bins([p[0] for p in pairs], [p[1] for p in pairs])
+        st.plotly_chart(charts.calibration_figure(cal), width="stretch")
+        table([{"kind": k, **r} for k, rows in cal.items() for r in rows], "calibration", "cal")
+
+
+def turnaround(summary: dict[str, Any]) -> None:
+    rows = summary["turnaround_by_priority"]
+    st.plotly_chart(charts.bar_figure([r["priority_class"] for r in rows], [r["median_min"] for r in rows],
+                                      "Median arrival → signed (min) by priority class"), width="stretch")
+    table(rows, "turnaround_by_priority", "tat")
+
+
+def scanners(summary: dict[str, Any], url: str) -> None:
+    table(summary["scanner_profiles"], "scanner_profiles", "scan")
+    points = data.case_embeddings(url)
+    st.markdown("##### Case embeddings by scanner (domain shift)")
+    if not points:
+        st.info("No case embeddings found: the worker writes them into result.json (CaseResult.embedding); "
+                "none of the analysed cases has one yet.")
+        return
+    if len(points) < 3:
+        st.info(f"Only {len(points)} case embedding(s); the map needs at least 3.")
+        return
+    x = np.asarray([p["embedding"] for p in points])
+    xy, method = _embed(x.tobytes(), x.shape)
+    st.plotly_chart(charts.scatter_figure(xy, [p["scanner"] for p in points], f"{method} of case embeddings"),
+                    width="stretch")
+    st.caption(f"{len(points)} cases; method: {method}.")
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def _embed(raw: bytes, shape: tuple[int, int]) -> tuple[np.ndarray, str]:
+    return charts.embed_2d(np.frombuffer(raw, dtype=np.float64).reshape(shape))
+
+
+def render() -> None:
+    st.subheader("Analytics")
+    url = data.db_url()
+    tables = data.analytics_tables(url)
+    sim = tables["simulated"]
+    if sim["readings"] or sim["reports"]:
+        st.warning(
+            f"Includes SIMULATED demo data: {sim['readings']} of {sim['readings_total']} reading sessions and "
+            f"{sim['reports']} of {sim['reports_total']} signed reports come from simulated readers "
+            f"({data.SIMULATED_PREFIX}*), not from real reading.", icon=":material/science:")
+    summary = tables["summary"]
+    weekly: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for _, arm, week, seconds in tables["cases"]:
+        weekly[(week, arm)].append(seconds)
+    weekly_rows = [{"week": w, "arm": a, "n": len(v), "median_s": round(float(np.median(v)), 1)}
+                   for (w, a), v in sorted(weekly.items())]
+    tabs = st.tabs(["Reading time", "Turnaround", "AI performance", "Scanners"])
+    with tabs[0]:
+        reading_time(tables["cases"], weekly_rows)
+    with tabs[1]:
+        turnaround(summary)
+    with tabs[2]:
+        performance(summary, tables["outcomes"])
+    with tabs[3]:
+        scanners(summary, url)
+
+
+render()

@@ -1,0 +1,145 @@
+"""Worklist (landing page): the ranked studies from ``db.queries.worklist``, refreshed by itself.
+
+Order is the database's (critical PE first, then the overdue / needs-attention band, then priority). One
+click on "Open" claims the study and opens the review viewer; if another reader holds it, the row says who.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import streamlit as st
+
+from dashboard import data, reading
+from dashboard.components.timer import format_wait
+from dashboard.components.ui import badge, safe_md, score_html
+from db.models import OPEN_STATUSES, StudyStatus
+from db.worklist import WorklistItem
+
+FINDING_FILTERS = ("All", "PE suspected", "Nodule suspected", "Needs attention", "No AI finding")
+COLS = [1.25, 0.6, 0.6, 1.7, 0.8, 0.85, 1.2, 1.5, 0.7]
+HEAD = ["Priority", "PE", "Nodule", "Top finding", "Waiting", "Status", "Scanner", "Patient", ""]
+STATUS_LABEL = {
+    "received": "received", "queued": "queued", "analysing": "analysing", "ready": "ready",
+    "in_review": "in review", "signed": "signed", "failed": "FAILED", "unsuitable": "UNSUITABLE",
+}  # fmt: skip
+REVIEW_PAGE = "views/review.py"
+
+
+def priority_badge(item: WorklistItem) -> str:
+    """The badge of a row: critical, needs attention, overdue, high or routine."""
+    if item.rank == "critical":
+        return badge("CRITICAL PE", "critical")
+    if item.needs_attention:
+        return badge("NEEDS ATTENTION", "attention")
+    if item.overdue:
+        return badge("OVERDUE", "overdue")
+    if (item.priority or 0) >= 0.5:
+        return badge("HIGH", "high")
+    return badge("ROUTINE", "routine")
+
+
+def matches(item: WorklistItem, finding: str, top: dict | None, day_range: tuple[date, ...] | None) -> bool:
+    """Whether a row passes the finding and date filters."""
+    pe = (item.embolism_score or 0) >= data.settings().pe_critical_threshold or item.critical
+    nodule = (item.nodule_score or 0) >= 0.5
+    if finding == "PE suspected" and not pe:
+        return False
+    if finding == "Nodule suspected" and not nodule:
+        return False
+    if finding == "Needs attention" and not item.needs_attention:
+        return False
+    if finding == "No AI finding" and (top is not None or item.needs_attention or item.analysed_at is None):
+        return False
+    if day_range and len(day_range) == 2:
+        received = item.received_at.date()
+        if not (day_range[0] <= received <= day_range[1]):
+            return False
+    return True
+
+
+def top_text(item: WorklistItem, top: dict | None) -> str:
+    if item.needs_attention:
+        return f"⚠ {safe_md(item.attention_reason or item.status)}"
+    if item.analysed_at is None:
+        return '<span class="muted">awaiting analysis</span>'
+    if top is None:
+        return '<span class="muted">no AI finding</span>'
+    size = f" {top['diameter_mm']:.0f} mm" if top.get("diameter_mm") else ""
+    where = f" · {safe_md(top['location'])}" if top.get("location") else ""
+    kind = "PE" if top["kind"] == "embolism" else "nodule"
+    return f"{kind}{size}{where} <span class='muted'>({top['probability'] * 100:.0f}%)</span>"
+
+
+def open_study(study_id: int, *, take_over: bool = False) -> None:
+    """Claim and open a study; on success go to the viewer, else remember why not."""
+    user = st.session_state["user"]
+    outcome = reading.open_case(user, study_id, take_over=take_over)
+    if outcome.ok:
+        st.query_params["study"] = str(study_id)
+        st.switch_page(REVIEW_PAGE, query_params={"study": str(study_id)})
+    st.session_state["claim_refused"] = {"study_id": study_id, **outcome.__dict__}
+
+
+def row(item: WorklistItem, top: dict | None) -> None:
+    cells = st.columns(COLS, gap="small", vertical_alignment="center")
+    cells[0].html(f'<div data-testid="wl-badge">{priority_badge(item)}</div>')
+    cells[1].html(score_html(item.embolism_score))
+    cells[2].html(score_html(item.nodule_score))
+    cells[3].markdown(top_text(item, top), unsafe_allow_html=True)
+    cells[4].markdown(format_wait(item.waited_minutes))
+    holder = f" · {safe_md(item.claimed_by)}" if item.claimed_by else ""
+    cells[5].markdown(f"{STATUS_LABEL.get(item.status, item.status)}{holder}")
+    scanner = item.scanner_profile or " ".join(x for x in (item.manufacturer, item.scanner_model) if x) or "–"
+    cells[6].markdown(safe_md(scanner))
+    cells[7].markdown(safe_md(item.patient_name or item.patient_id or "–"))
+    if cells[8].button("Open", key=f"open_{item.id}", type="primary" if item.rank == "critical" else "secondary"):
+        open_study(item.id)
+    refused = st.session_state.get("claim_refused")
+    if refused and refused["study_id"] == item.id:
+        st.warning(refused["message"], icon=":material/lock:")
+        if refused.get("stale") and st.button("Take over this study", key=f"take_{item.id}"):
+            st.session_state.pop("claim_refused", None)
+            open_study(item.id, take_over=True)
+
+
+def filters() -> tuple[tuple[str, ...], str, tuple[date, ...] | None]:
+    c1, c2, c3 = st.columns([3, 1.4, 1.6])
+    labels = {s: STATUS_LABEL[s] for s in OPEN_STATUSES} | {StudyStatus.signed.value: "signed"}
+    statuses = c1.multiselect("Status", list(labels), default=list(OPEN_STATUSES), format_func=labels.get,
+                              key="wl_status")
+    finding = c2.selectbox("Finding", FINDING_FILTERS, key="wl_finding")
+    today = date.today()
+    days = c3.date_input("Received", value=(today - timedelta(days=30), today), key="wl_dates")
+    day_range = tuple(days) if isinstance(days, (tuple, list)) else None
+    return tuple(statuses), finding, day_range
+
+
+def render() -> None:
+    st.subheader("Worklist")
+    statuses, finding, day_range = filters()
+
+    @st.fragment(run_every=data.settings().dashboard_refresh_s)
+    def table() -> None:
+        url = data.db_url()
+        items = data.worklist_rows(url, statuses or tuple(OPEN_STATUSES), 500)
+        tops = data.top_findings_cached(url, tuple(i.id for i in items))
+        shown = [i for i in items if matches(i, finding, tops.get(i.id), day_range)][:100]
+        counts = data.status_counts(url)
+        waiting = sum(counts.get(s, 0) for s in ("ready", "in_review"))
+        attention = sum(counts.get(s, 0) for s in ("failed", "unsuitable"))
+        st.caption(f"{waiting} to read · {counts.get('queued', 0) + counts.get('analysing', 0)} in analysis · "
+                   f"{attention} need attention · {counts.get('signed', 0)} signed — showing {len(shown)}")
+        head = st.columns(COLS, gap="small")
+        for cell, title in zip(head, HEAD):
+            cell.html(f'<span class="wl-head">{title}</span>')
+        if not shown:
+            st.info("No studies match these filters.")
+        for item in shown:
+            with st.container(key=f"wl_row_{item.id}"):
+                row(item, tops.get(item.id))
+
+    table()
+
+
+render()
