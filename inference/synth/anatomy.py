@@ -38,11 +38,11 @@ class Patient:
 
     @property
     def cav_a(self) -> float:
-        return self.body_a - self.fat - self.muscle - 8.0
+        return self.body_a - 2.5 - 1.35 * self.fat - self.muscle
 
     @property
     def cav_b(self) -> float:
-        return self.body_b - self.fat - 0.6 * self.muscle - 10.0
+        return self.body_b - 2.5 - 1.0 * self.fat - 1.6 * self.muscle
 
 
 def sample_patient(rng: np.random.Generator) -> Patient:
@@ -50,10 +50,10 @@ def sample_patient(rng: np.random.Generator) -> Patient:
     s = float(rng.normal(1.0, 0.06))
     fat = float(rng.uniform(6.0, 32.0))
     return Patient(
-        body_a=(142.0 + 1.1 * fat) * s,
+        body_a=(140.0 + 1.35 * fat) * s,
         body_b=(96.0 + 0.8 * fat) * s,
         fat=fat,
-        muscle=float(rng.uniform(10.0, 18.0)),
+        muscle=float(rng.uniform(9.0, 14.0)),
         z_apex=float(rng.normal(92.0, 6.0)) * s,
         dome_r=float(rng.normal(-98.0, 8.0)) * s,
         dome_l=float(rng.normal(-112.0, 8.0)) * s,
@@ -139,17 +139,22 @@ def lung_sd(p: Patient, z, y, x):
     """Signed distance of both lungs (air spaces inside the pleura, vessels included)."""
     s = p.scale
     k = cavity_scale(p, z)
-    cav = _superellipse_sd(x, y - 8.0, (p.cav_a - 4.0) * k, (p.cav_b - 4.0) * k, 2.2)
+    cav = _superellipse_sd(x, y - 8.0, (p.cav_a - 1.5) * k, (p.cav_b - 1.5) * k, 2.2)
     # mediastinum: a midline band, wider anteriorly, with the spine bulging into the posterior midline
     half = 18.0 * s + 14.0 * s * np.clip(-(y - 10.0) / 40.0, 0.0, 1.0)
     med = half - np.abs(x - 6.0 * s)
-    spine = 28.0 * s - np.sqrt(x * x + 0.7 * (y - 48.0 * s) ** 2)
+    spine = 28.0 * s - np.sqrt(x * x + 0.7 * (y - (p.body_b - 0.6 * p.fat - 58.0 * s)) ** 2)
     dia = diaphragm_z(p, x, y) - z
     # apex: two domes
     za = p.z_apex
     xa = np.abs(x) - 0.45 * p.cav_a * k
-    apex = np.sqrt(np.clip(z - (za - 60.0), 0, None) ** 2 + (0.25 * xa) ** 2 + (0.2 * (y - 20)) ** 2) - 60.0
-    return np.maximum.reduce([cav, med, spine, dia, apex])
+    ra = 0.42 * p.cav_a
+    apex = np.sqrt(np.clip(z - (za - ra), 0, None) ** 2 + np.clip(np.abs(xa) - 0.3 * ra, 0, None) ** 2
+                   + (0.45 * np.clip(np.abs(y - 15.0) - 25.0, 0, None)) ** 2) - ra
+    out = np.maximum(cav, med)
+    for part in (spine, dia, apex):
+        out = np.maximum(out, part)
+    return out
 
 
 # --- the renderer -----------------------------------------------------------------------------------------
@@ -190,7 +195,7 @@ def render_background(grid: Grid, p: Patient, t: dict[str, float], rng: np.rando
     hu = np.full(grid.shape, -1000.0, dtype=np.float32)
 
     # table: curved carbon tray with a foam core under the back
-    ty = p.body_b + 6.0 + 0.0012 * x[None, :] ** 2
+    ty = p.body_b + 1.0 + 0.0006 * x[None, :] ** 2
     for off, th, val in ((0.0, 2.5, t["table"]), (2.5, 14.0, t["foam"]), (16.5, 2.5, t["table"])):
         yy = y[:, None] - ty - off
         occ2 = np.clip(np.minimum(yy, th - yy) / w + 0.5, 0, 1) * (np.abs(x[None, :]) < 230)
@@ -218,16 +223,18 @@ def render_background(grid: Grid, p: Patient, t: dict[str, float], rng: np.rando
     _ribs(hu, grid, p, t, X, Y, Z, cav_sd, k)
     _spine(hu, grid, p, t, X, Y, Z, w)
 
-    # upper abdomen below the diaphragm: liver right, stomach and spleen left
-    dz = diaphragm_z(p, X, Y)
-    below = _occ(Z - dz + 3.0, grid.thickness) * _occ(cav_sd - 4.0, w)
-    hu += below * (t["liver"] - hu)
-    stom = _ellipsoid_sd(Z, Y, X, np.array([55, -15, p.dome_l - 50]) * s, np.array([48, 40, 45]) * s)
-    paint(hu, np.s_[:, :, :], _occ(stom, w) * below, t["stomach"])
-    gas = _ellipsoid_sd(Z, Y, X, np.array([55, -35, p.dome_l - 30]) * s, np.array([34, 22, 16]) * s)
-    paint(hu, np.s_[:, :, :], _occ(np.maximum(gas, stom), w), -990.0)
-    spl = _ellipsoid_sd(Z, Y, X, np.array([88, 50, p.dome_l - 55]) * s, np.array([22, 40, 45]) * s)
-    paint(hu, np.s_[:, :, :], _occ(spl, w) * below, t["spleen"])
+    # upper abdomen below the diaphragm: liver right, stomach and spleen left (only slices below the domes)
+    kd = int(np.searchsorted(z, max(p.dome_r, p.dome_l) + 6.0))
+    if kd > 0:
+        ha, za, ca = hu[:kd], Z[:kd], cav_sd[:kd]
+        below = _occ(za - diaphragm_z(p, X, Y) + 3.0, grid.thickness) * _occ(ca - 4.0, w)
+        ha += below * (t["liver"] - ha)
+        stom = _ellipsoid_sd(za, Y, X, np.array([55, -15, p.dome_l - 50]) * s, np.array([48, 40, 45]) * s)
+        paint(ha, np.s_[:, :, :], _occ(stom, w) * below, t["stomach"])
+        gas = _ellipsoid_sd(za, Y, X, np.array([55, -35, p.dome_l - 30]) * s, np.array([34, 22, 16]) * s)
+        paint(ha, np.s_[:, :, :], _occ(np.maximum(gas, stom), w), -990.0)
+        spl = _ellipsoid_sd(za, Y, X, np.array([88, 50, p.dome_l - 55]) * s, np.array([22, 40, 45]) * s)
+        paint(ha, np.s_[:, :, :], _occ(spl, w) * below, t["spleen"])
 
     # lungs: graded parenchyma (dependent density), textured later by the vessel tree and noise
     lung = _occ(lung_sd(p, Z, Y, X), w)
@@ -247,46 +254,64 @@ def render_background(grid: Grid, p: Patient, t: dict[str, float], rng: np.rando
     return hu, lung, body
 
 
+def _shell(sel: np.ndarray, Z, Y, X):
+    kk, jj, ii = np.nonzero(sel)
+    return (kk, jj, ii), Z.ravel()[kk], Y.ravel()[jj], X.ravel()[ii]
+
+
 def _ribs(hu, grid, p: Patient, t, X, Y, Z, cav_sd, k) -> None:
-    """Twelve rib pairs sloping down anteriorly, costal cartilages, sternum, clavicles, scapulae."""
+    """Twelve rib pairs sloping down anteriorly, costal cartilages, sternum, clavicles, scapulae.
+
+    Computed only on the voxels of the shell just outside the cavity (a few % of the volume).
+    """
     s = p.scale
-    phi = np.arctan2(np.abs(X), Y - 8.0)  # 0 posterior midline → pi anterior
+    idx, zs, ys, xs = _shell((cav_sd > -2.0) & (cav_sd < 11.0), Z, Y, X)
+    csd = cav_sd[idx]
+    phi = np.arctan2(np.abs(xs), ys - 8.0)  # 0 posterior midline → pi anterior
     drop = 2.6 * p.vert_h * (1.0 - np.cos(phi)) / 2.0
     z0 = p.z_apex - 18.0
-    n = np.clip(np.round((z0 - drop - Z) / p.vert_h), 0, 11)
-    dzr = Z - (z0 - drop - n * p.vert_h)
-    dr = cav_sd + 4.5  # rib centre 4.5 mm outside the cavity wall
-    q = np.sqrt((dr / 4.0) ** 2 + (dzr / 6.0) ** 2)
+    n = np.clip(np.round((z0 - drop - zs) / p.vert_h), 0, 11)
+    dzr = zs - (z0 - drop - n * p.vert_h)
+    q = np.sqrt(((csd - 3.5) / 3.0) ** 2 + (dzr / 5.5) ** 2)
     phi_end = np.where(n < 7, np.pi * 0.80, np.where(n < 10, np.pi * (0.80 - 0.05 * (n - 6)), np.pi * 0.5))
     inside = (phi > 0.32) & (phi < phi_end)
     cart = (phi >= phi_end) & (phi < np.pi - 0.12) & (n < 10)
     w = max(grid.spacing[1], grid.spacing[2]) / 4.0
-    bone = np.clip((1.0 - q) / w * 0.5 + 0.5, 0, 1)
-    marrow = np.clip((0.6 - q) / w * 0.5 + 0.5, 0, 1)
-    hu += (bone * inside).astype(np.float32) * (t["cortex"] - hu)
-    hu += (marrow * inside).astype(np.float32) * (t["marrow"] - hu)
-    hu += (bone * cart).astype(np.float32) * (t["cartilage"] - hu)
+    bone = np.clip((1.0 - q) / w * 0.5 + 0.5, 0, 1).astype(np.float32)
+    marrow = np.clip((0.6 - q) / w * 0.5 + 0.5, 0, 1).astype(np.float32)
+    v = hu[idx]
+    v += bone * inside * (t["cortex"] - v)
+    v += marrow * inside * (t["marrow"] - v)
+    v += bone * cart * (t["cartilage"] - v)
+    hu[idx] = v
     # sternum: manubrium (wide) to xiphoid, just in front of the cavity
-    ys = -(p.cav_b * k) + 8.0 - 6.0
-    sw = np.where(Z > p.z_apex - 70.0, 22.0, 13.0) * s
-    sq = (np.abs(X / sw) ** 4 + np.abs((Y - ys) / 6.0) ** 4) ** 0.25
-    zin = (Z < p.z_apex - 40.0) & (Z > p.dome_r - 35.0)
+    idx, zs, ys, xs = _shell((cav_sd > -3.0) & (cav_sd < 16.0) & (np.abs(X) < 30 * s) & (Y < 0), Z, Y, X)
+    ys_ = -(p.cav_b * cavity_scale(p, zs)) + 8.0 - 6.0
+    sw = np.where(zs > p.z_apex - 70.0, 22.0, 13.0) * s
+    sq = (np.abs(xs / sw) ** 4 + np.abs((ys - ys_) / 6.0) ** 4) ** 0.25
+    zin = (zs < p.z_apex - 40.0) & (zs > p.dome_r - 35.0)
     ws = 2.0 * max(grid.spacing[1], grid.spacing[2]) / 13.0
-    hu += (np.clip((1 - sq) / ws + 0.5, 0, 1) * zin).astype(np.float32) * (t["cortex"] * 0.8 - hu)
-    hu += (np.clip((0.7 - sq) / ws + 0.5, 0, 1) * zin).astype(np.float32) * (t["marrow"] - hu)
+    v = hu[idx]
+    v += (np.clip((1 - sq) / ws + 0.5, 0, 1) * zin).astype(np.float32) * (t["cortex"] * 0.8 - v)
+    v += (np.clip((0.7 - sq) / ws + 0.5, 0, 1) * zin).astype(np.float32) * (t["marrow"] - v)
+    hu[idx] = v
     # clavicles and scapulae
     for side in (-1, 1):
         a = np.array([side * 22, -(p.cav_b * 0.62) - 4, p.z_apex - 45]) * np.array([s, 1, 1])
         b = np.array([side * p.body_a * 0.85, -p.body_b * 0.35, p.z_apex - 18])
         _tube(hu, grid, [(*a, 7.0), (*b, 7.0)], t["cortex"] * 0.85, 1.0, None)
-    scap = (np.abs(cav_sd + 18.0) < 3.0) & (phi > 0.55) & (phi < 1.25) & (Z > p.z_apex - 170) & (Z < p.z_apex - 25)
-    hu[scap] = t["cortex"] * 0.75
+    idx, zs, ys, xs = _shell(np.abs(cav_sd - (0.8 * p.muscle + 6.0)) < 2.2, Z, Y, X)
+    phi = np.arctan2(np.abs(xs), ys - 8.0)
+    scap = (phi > 0.55) & (phi < 1.25) & (zs > p.z_apex - 170) & (zs < p.z_apex - 25)
+    v = hu[idx]
+    v[scap] = t["cortex"] * 0.75
+    hu[idx] = v
 
 
 def _spine(hu, grid, p: Patient, t, X, Y, Z, w) -> None:
     """Vertebral bodies with discs, spinal canal, posterior arches, transverse and spinous processes."""
     s = p.scale
-    vy = 48.0 * s
+    vy = p.body_b - 0.6 * p.fat - 58.0 * s
     phase = np.mod(Z, p.vert_h)
     disc = (phase < 5.0).astype(np.float32)
     body = _superellipse_sd(X, Y - vy, 20.0 * s, 17.0 * s, 2.3)
@@ -296,7 +321,7 @@ def _spine(hu, grid, p: Patient, t, X, Y, Z, w) -> None:
     arch = _superellipse_sd(X, Y - vy - 30.0 * s, 17.0 * s, 14.0 * s, 2.0)
     hu += _occ(arch, w) * (t["cortex"] * 0.9 - hu)
     hu += _occ(_superellipse_sd(X, Y - vy - 29.0 * s, 10.0 * s, 9.0 * s, 2.0), w) * (t["csf"] - hu)
-    spin = np.maximum(np.abs(X) - 4.5, np.abs(Y - vy - 55.0 * s) - 13.0 * s)
+    spin = np.maximum(np.abs(X) - 4.5, np.abs(Y - vy - 47.0 * s) - 9.0 * s)
     hu += _occ(spin, w) * (phase > 8) * (t["cortex"] * 0.9 - hu)
     trans = np.maximum(np.abs(np.abs(X) - 24.0 * s) - 14.0 * s, np.abs(Y - vy - 24.0 * s) - 5.0)
     hu += _occ(trans, w) * (phase > 10) * (t["cortex"] * 0.9 - hu)
