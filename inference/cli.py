@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "inference.commands",
     "inference.synth.cli",
     "inference.training.cli",
+    "inference.demo",
     "db.cli",
     "dashboard.cli",
 )
