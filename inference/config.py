@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     receiver_host: str = "127.0.0.1"
     receiver_allowed_callers: list[str] = []
     study_quiet_period_s: float = 30.0
+    task_retries: int = 2  # analysis retries before a study is marked failed
+    task_retry_delay_s: float = 5.0
     pacs_destination: str | None = None  # AE@host:port that receives our SEG and SR (optional)
 
     series_rules: Path | None = None

@@ -17,10 +17,6 @@ from inference.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-TASK_RETRIES = 2
-TASK_RETRY_DELAY_S = 5
-
-
 def make_huey(url: str) -> Huey:
     """A Huey instance for ``url`` (``sqlite:///path`` or ``redis://...``).
 
@@ -37,20 +33,18 @@ def make_huey(url: str) -> Huey:
 
 
 @lru_cache(maxsize=4)
-def _queue(url: str):
+def _queue(url: str, retries: int, retry_delay: float):
     from inference.worker import analyze_task  # the task body lives with the worker
 
     huey = make_huey(url)
-    task = huey.task(retries=TASK_RETRIES, retry_delay=TASK_RETRY_DELAY_S, context=True, name="analyze_study")(
-        analyze_task
-    )
+    task = huey.task(retries=retries, retry_delay=retry_delay, context=True, name="analyze_study")(analyze_task)
     return huey, task
 
 
 def get_queue(settings: Settings | None = None):
     """``(huey, analyze_study_task)`` for the configured queue."""
     s = settings or get_settings()
-    return _queue(s.resolved_queue_url)
+    return _queue(s.resolved_queue_url, s.task_retries, s.task_retry_delay_s)
 
 
 def enqueue_study(study_uid: str, settings: Settings | None = None) -> None:

@@ -3,7 +3,7 @@
 ``triage worker`` runs a Huey consumer on the configured queue. Each task takes a study UID, reads its
 inbox folder, runs the pipeline, saves arrays + DICOM SEG/SR under ``results/`` and stores the result in
 the database. Unusable input → ``unsuitable`` with the reason (no retry). Any other error is retried
-(``TASK_RETRIES``); after the last retry the study is ``failed`` with the reason. A worker killed
+(``TRIAGE_TASK_RETRIES``); after the last retry the study is ``failed`` with the reason. A worker killed
 mid-analysis (SIGKILL) loses its in-flight message, so a starting worker re-queues studies left in
 ``analysing`` (and ``queued`` studies whose message is gone) — nothing received is ever dropped.
 """
