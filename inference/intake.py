@@ -52,6 +52,12 @@ def study_header(study_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
     return header, series_rows
 
 
+def scanner_profile(header: dict[str, Any]) -> str | None:
+    """A scanner profile name for per-scanner analytics: manufacturer, model and kernel."""
+    parts = [str(header.get(k) or "").strip() for k in ("Manufacturer", "ManufacturerModelName", "ConvolutionKernel")]
+    return " / ".join(p for p in parts if p) or None
+
+
 def open_database(settings: Settings):
     """The database engine; a fresh embedded SQLite database (no ``TRIAGE_DATABASE_URL``) is created on first use.
 
@@ -95,7 +101,14 @@ def register_and_queue(study_uids: Iterable[str], *, settings: Settings, queue: 
         study_dir = settings.inbox_dir / uid
         header, series_rows = study_header(study_dir)
         with session_scope(engine) as session:
-            upsert_study(session=session, study_uid=uid, header=header, series=series_rows, data_path=str(study_dir))
+            upsert_study(
+                session=session,
+                study_uid=uid,
+                header=header,
+                series=series_rows,
+                data_path=str(study_dir),
+                scanner_profile=scanner_profile(header),
+            )
             if not queue:
                 continue
             if mark_queued(session=session, study_uid=uid):
