@@ -56,7 +56,7 @@ def nodule_occupancy(
     r = diameter / 2.0
     rot = random_rotation(rng)
     stretch = rng.uniform(0.9, 1.1, 3)
-    ext = float(lib.half[idx]) * r * 1.15 + (0.9 * diameter if spiculated else 0) + grid.thickness
+    ext = max(lib.extent(idx) * 1.1, 1.9 if spiculated else 0.0) * r + grid.thickness + max(grid.spacing)
     box = grid.bbox(center - ext, center + ext)
     if box is None:
         return None

@@ -39,6 +39,14 @@ class ShapeLibrary:
     def __len__(self) -> int:
         return len(self.half)
 
+    def extent(self, idx: int) -> float:
+        """Largest distance (in equivalent radii) of the shape's surface from its centre."""
+        if not hasattr(self, "_ext"):
+            u = np.linspace(-1.0, 1.0, CUBE)
+            rr = np.sqrt(u[:, None, None] ** 2 + u[None, :, None] ** 2 + u[None, None, :] ** 2)
+            self._ext = np.array([float(rr[c <= 4].max(initial=0.5)) for c in self.sdf]) * self.half
+        return float(self._ext[idx])
+
     def pick(self, rng: np.random.Generator, morphology: str) -> int:
         """Index of a random shape of ``morphology`` (``round``, ``lobulated`` or ``spiculated``)."""
         tex, spic, lob, sph = self.meta[:, 0], self.meta[:, 1], self.meta[:, 2], self.meta[:, 3]
