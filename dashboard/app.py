@@ -57,8 +57,10 @@ def top_bar(user: auth.SignedIn) -> None:
     reading_now = f" · reading study #{case.study_id}" if case is not None and not case.signed else ""
     left, right = st.columns([8, 1.2], vertical_alignment="center")
     role = "admin" if user.is_admin else "radiologist"
-    left.html(f'<div class="muted" data-testid="signed-in-as">Signed in as <b>{html.escape(user.username)}</b> '
-              f"({role}){reading_now}</div>")
+    left.html(
+        f'<div class="muted" data-testid="signed-in-as">Signed in as <b>{html.escape(user.username)}</b> '
+        f"({role}){reading_now}</div>"
+    )
     if right.button("Sign out", key="sign_out", icon=":material/logout:", width="stretch"):
         sign_out(user)
         st.rerun()

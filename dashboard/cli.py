@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 APP = Path(__file__).resolve().parent / "app.py"
 #: Theme of the reading room (dark, low glare); passed on the command line so no config file is needed.
@@ -45,7 +46,12 @@ def streamlit_command(port: int, host: str = "127.0.0.1") -> list[str]:
 
 
 def serve(
-    port: int, host: str = "127.0.0.1", *, block: bool = True, env: Mapping[str, str] | None = None
+    port: int,
+    host: str = "127.0.0.1",
+    *,
+    block: bool = True,
+    env: Mapping[str, str] | None = None,
+    output: IO[str] | None = None,
 ) -> subprocess.Popen | int:
     """Start the dashboard server (``streamlit run dashboard/app.py``, headless).
 
@@ -54,6 +60,7 @@ def serve(
         host: address to listen on (default loopback only).
         block: wait for the server to exit and return its exit code; otherwise return the ``Popen``.
         env: environment for the server (default: this process's); ``TRIAGE_*`` variables configure it.
+        output: file receiving the server's stdout and stderr (default: inherited).
 
     Returns:
         The exit code (``block=True``) or the running process.
@@ -70,7 +77,13 @@ def serve(
             "refusing to serve the dashboard with unsafe settings (set TRIAGE_DEMO_MODE=1 only for a local demo):\n  "
             + "\n  ".join(reasons)
         )
-    proc = subprocess.Popen(streamlit_command(port, host), env=environ, cwd=str(APP.parents[1]))
+    proc = subprocess.Popen(
+        streamlit_command(port, host),
+        env=environ,
+        cwd=str(APP.parents[1]),
+        stdout=output,
+        stderr=subprocess.STDOUT if output is not None else None,
+    )
     if not block:
         return proc
     try:

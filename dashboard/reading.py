@@ -1,8 +1,8 @@
 """The reader's open case in this browser session: claim, arm assignment, reading session, timer, leave.
 
 One case is open at a time. Opening claims it (or reports who holds it), assigns the AI arm on the very
-first opening of the study (``Settings.ai_hidden_fraction``), starts a ``ReadingSession`` and audits
-``open_case``. Leaving (another case, sign-out) closes the reading session with the active time so far and
+first opening of the study (``Settings.ai_hidden_fraction``), starts a ``ReadingSession`` (audited
+``open`` by ``db``). Leaving (another case, sign-out) closes the reading session with the active time so far and
 gives the claim back; signing closes it too (``db.queries.sign_report`` releases the claim).
 """
 
@@ -79,7 +79,9 @@ def open_case(user: SignedIn, study_id: int, *, take_over: bool = False) -> Open
             stale = age > timedelta(minutes=settings.claim_stale_minutes)
             minutes = int(age.total_seconds() // 60)
             return OpenOutcome(
-                ok=False, holder=study.claimed_by, stale=stale,
+                ok=False,
+                holder=study.claimed_by,
+                stale=stale,
                 message=f"{study.claimed_by} is reading this study (claimed {minutes} min ago)."
                 + (" The claim looks stale; you may take it over." if stale else ""),
             )
@@ -90,9 +92,8 @@ def open_case(user: SignedIn, study_id: int, *, take_over: bool = False) -> Open
             queries.record_event(session=s, actor=user.username, action="take_over", study_id=study_id)
         leave_case(user, release=True, keep=study_id)
         ai_shown = assign_arm(data.study_arm(s, study_id), settings.ai_hidden_fraction)
+        # audited by db as "open" (with the arm)
         rid = queries.open_reading_session(session=s, study_id=study_id, reader=user.username, ai_shown=ai_shown)
-        queries.record_event(session=s, actor=user.username, action="open_case", study_id=study_id,
-                             detail={"reading_session_id": rid, "ai_shown": ai_shown})
         study_uid = study.study_uid
     clock = ActivityClock(idle_cap_s=settings.reading_idle_cap_s)
     clock.touch(time.monotonic())
@@ -144,8 +145,15 @@ def sign(user: SignedIn, *, nodule: bool, embolism: bool, lung_rads: str | None,
         raise RuntimeError("no case is open")
     case.clock.touch(time.monotonic())
     with data.session() as s:
-        queries.sign_report(session=s, study_id=case.study_id, reader=user.username, nodule=nodule,
-                            embolism=embolism, lung_rads=lung_rads, impression=impression or None)
+        queries.sign_report(
+            session=s,
+            study_id=case.study_id,
+            reader=user.username,
+            nodule=nodule,
+            embolism=embolism,
+            lung_rads=lung_rads,
+            impression=impression or None,
+        )
     seconds = close_timing(case)
     case.signed = True
     data.clear_worklist_cache()

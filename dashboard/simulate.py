@@ -82,47 +82,101 @@ def simulate_reading_history(
         received = now - timedelta(minutes=float(rng.uniform(60, weeks * 7 * 24 * 60)))
         uid = f"2.25.{int(tag, 16)}{n:06d}"
         queries.upsert_study(
-            session=session, study_uid=uid, scanner_profile=profile, received_at=received,
-            header={"PatientName": f"SIMULATED^{n + 1}", "PatientID": f"SIM-{tag}-{n + 1}",
-                    "StudyDescription": "Simulated study (demo)", "Modality": "CT"},
+            session=session,
+            study_uid=uid,
+            scanner_profile=profile,
+            received_at=received,
+            header={
+                "PatientName": f"SIMULATED^{n + 1}",
+                "PatientID": f"SIM-{tag}-{n + 1}",
+                "StudyDescription": "Simulated study (demo)",
+                "Modality": "CT",
+            },
         )
         findings = []
         if nod_s >= 0.5:
-            findings.append({"kind": "nodule", "probability": nod_s, "center_mm": [0, 0, 0], "center_voxel": [0, 0, 0],
-                             "diameter_mm": float(rng.uniform(4, 20)), "texture": "solid", "lung_rads": "3"})
+            findings.append(
+                {
+                    "kind": "nodule",
+                    "probability": nod_s,
+                    "center_mm": [0, 0, 0],
+                    "center_voxel": [0, 0, 0],
+                    "diameter_mm": float(rng.uniform(4, 20)),
+                    "texture": "solid",
+                    "lung_rads": "3",
+                }
+            )
         if pe_s >= pe_threshold:
-            findings.append({"kind": "embolism", "probability": pe_s, "center_mm": [0, 0, 0],
-                             "center_voxel": [0, 0, 0], "location": "segmental"})
-        queries.store_analysis(session=session, study_uid=uid, findings=findings, pe_threshold=pe_threshold,
-                               scores={"nodule": nod_s, "embolism": pe_s, "priority": max(nod_s, pe_s)},
-                               run={"provider": "simulated", "models": {"simulation": "demo"}})
+            findings.append(
+                {
+                    "kind": "embolism",
+                    "probability": pe_s,
+                    "center_mm": [0, 0, 0],
+                    "center_voxel": [0, 0, 0],
+                    "location": "segmental",
+                }
+            )
+        queries.store_analysis(
+            session=session,
+            study_uid=uid,
+            findings=findings,
+            pe_threshold=pe_threshold,
+            scores={"nodule": nod_s, "embolism": pe_s, "priority": max(nod_s, pe_s)},
+            run={"provider": "simulated", "models": {"simulation": "demo"}},
+        )
         study = queries.get_study(session=session, study_uid=uid)
         reader = readers[int(rng.integers(len(readers)))]
         ai_shown = bool(rng.random() >= ai_hidden_fraction)
         wait_min = rng.uniform(5, 30) if pe_s >= pe_threshold else rng.uniform(20, 600)
         opened = received + timedelta(minutes=float(wait_min))
         seconds = float(rng.lognormal(np.log(300), 0.45)) * (ai_speedup if ai_shown else 1.0)
-        rid = queries.open_reading_session(session=session, study_id=study.id, reader=reader, ai_shown=ai_shown,
-                                           opened_at=opened)
-        queries.close_reading_session(session=session, reading_session_id=rid, active_seconds=round(seconds, 1),
-                                      closed_at=opened + timedelta(seconds=seconds * 1.3))
+        rid = queries.open_reading_session(
+            session=session, study_id=study.id, reader=reader, ai_shown=ai_shown, opened_at=opened
+        )
+        queries.close_reading_session(
+            session=session,
+            reading_session_id=rid,
+            active_seconds=round(seconds, 1),
+            closed_at=opened + timedelta(seconds=seconds * 1.3),
+        )
         if ai_shown:
             for f in queries.get_findings(session=session, study_id=study.id):
                 truth = has_pe if f.kind == "embolism" else has_nodule
-                queries.set_verdict(session=session, finding_id=f.id, reader=reader,
-                                    verdict="confirmed" if truth else "rejected", reading_session_id=rid)
+                queries.set_verdict(
+                    session=session,
+                    finding_id=f.id,
+                    reader=reader,
+                    verdict="confirmed" if truth else "rejected",
+                    reading_session_id=rid,
+                )
         for kind, truth, score in (("nodule", has_nodule, nod_s), ("embolism", has_pe, pe_s)):
             missed = truth and (score < (0.5 if kind == "nodule" else pe_threshold) or not ai_shown)
             if missed and rng.random() < 0.9:
-                queries.add_reader_finding(session=session, study_id=study.id, reader=reader, kind=kind,
-                                           note="simulated", reading_session_id=rid)
+                queries.add_reader_finding(
+                    session=session,
+                    study_id=study.id,
+                    reader=reader,
+                    kind=kind,
+                    note="simulated",
+                    reading_session_id=rid,
+                )
                 counts["reader_findings"] += 1
-        queries.sign_report(session=session, study_id=study.id, reader=reader, nodule=has_nodule, embolism=has_pe,
-                            impression="Simulated report (demo data).",
-                            signed_at=opened + timedelta(seconds=seconds * 1.3 + 5))
+        queries.sign_report(
+            session=session,
+            study_id=study.id,
+            reader=reader,
+            nodule=has_nodule,
+            embolism=has_pe,
+            impression="Simulated report (demo data).",
+            signed_at=opened + timedelta(seconds=seconds * 1.3 + 5),
+        )
         counts["studies"] += 1
         counts["readings"] += 1
         counts["ai_hidden"] += int(not ai_shown)
-    queries.record_event(session=session, actor="simulation", action="simulated_history",
-                         detail={k: v for k, v in counts.items() if k != "readers"})
+    queries.record_event(
+        session=session,
+        actor="simulation",
+        action="simulated_history",
+        detail={k: v for k, v in counts.items() if k != "readers"},
+    )
     return counts

@@ -10,12 +10,18 @@ import plotly.graph_objects as go
 
 ARM_LABEL = {"ai_shown": "with AI", "ai_hidden": "without AI"}
 ARM_COLOUR = {"ai_shown": "#3d8bfd", "ai_hidden": "#f0a030"}
-LAYOUT = {"template": "plotly_dark", "height": 320, "margin": {"l": 40, "r": 10, "t": 40, "b": 40},
-          "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)"}
+LAYOUT = {
+    "template": "plotly_dark",
+    "height": 320,
+    "margin": {"l": 40, "r": 10, "t": 40, "b": 40},
+    "paper_bgcolor": "rgba(0,0,0,0)",
+    "plot_bgcolor": "rgba(0,0,0,0)",
+}
 
 
-def bootstrap_median_ci(values: Sequence[float], rng: np.random.Generator, n_boot: int = 2000,
-                        level: float = 0.95) -> tuple[float | None, float | None, float | None]:
+def bootstrap_median_ci(
+    values: Sequence[float], rng: np.random.Generator, n_boot: int = 2000, level: float = 0.95
+) -> tuple[float | None, float | None, float | None]:
     """Median and percentile-bootstrap ``level`` interval of the median (None for no data)."""
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
@@ -27,8 +33,13 @@ def bootstrap_median_ci(values: Sequence[float], rng: np.random.Generator, n_boo
     return float(np.median(x)), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
 
 
-def relative_change_ci(with_ai: Sequence[float], without_ai: Sequence[float], rng: np.random.Generator,
-                       n_boot: int = 2000, level: float = 0.95) -> tuple[float | None, float | None, float | None]:
+def relative_change_ci(
+    with_ai: Sequence[float],
+    without_ai: Sequence[float],
+    rng: np.random.Generator,
+    n_boot: int = 2000,
+    level: float = 0.95,
+) -> tuple[float | None, float | None, float | None]:
     """Relative change of the median reading time with AI vs without (``-0.2`` = 20 % faster) and its
     bootstrap interval (both arms resampled independently); None when an arm is empty."""
     a, b = np.asarray(with_ai, dtype=np.float64), np.asarray(without_ai, dtype=np.float64)
@@ -53,8 +64,14 @@ def calibration_bins(scores: Sequence[float], truth: Sequence[bool], n_bins: int
     for b in range(n_bins):
         m = idx == b
         if m.any():
-            rows.append({"bin": f"{edges[b]:.1f}–{edges[b + 1]:.1f}", "n": int(m.sum()),
-                         "mean_score": round(float(s[m].mean()), 4), "observed": round(float(t[m].mean()), 4)})
+            rows.append(
+                {
+                    "bin": f"{edges[b]:.1f}–{edges[b + 1]:.1f}",
+                    "n": int(m.sum()),
+                    "mean_score": round(float(s[m].mean()), 4),
+                    "observed": round(float(t[m].mean()), 4),
+                }
+            )
     return rows
 
 
@@ -80,8 +97,17 @@ def embed_2d(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
 def reading_time_figure(by_arm: dict[str, list[float]]) -> go.Figure:
     fig = go.Figure()
     for arm, values in by_arm.items():
-        fig.add_trace(go.Box(y=[v / 60 for v in values], name=ARM_LABEL[arm], marker_color=ARM_COLOUR[arm],
-                             boxpoints="all", jitter=0.4, pointpos=0, marker={"size": 4, "opacity": 0.5}))
+        fig.add_trace(
+            go.Box(
+                y=[v / 60 for v in values],
+                name=ARM_LABEL[arm],
+                marker_color=ARM_COLOUR[arm],
+                boxpoints="all",
+                jitter=0.4,
+                pointpos=0,
+                marker={"size": 4, "opacity": 0.5},
+            )
+        )
     fig.update_layout(**LAYOUT, title="Reading time per case (min)", showlegend=False)
     return fig
 
@@ -90,8 +116,15 @@ def weekly_figure(rows: list[dict[str, Any]]) -> go.Figure:
     fig = go.Figure()
     for arm in ("ai_shown", "ai_hidden"):
         pts = [r for r in rows if r["arm"] == arm]
-        fig.add_trace(go.Scatter(x=[r["week"] for r in pts], y=[(r["median_s"] or 0) / 60 for r in pts],
-                                 mode="lines+markers", name=ARM_LABEL[arm], line={"color": ARM_COLOUR[arm]}))
+        fig.add_trace(
+            go.Scatter(
+                x=[r["week"] for r in pts],
+                y=[(r["median_s"] or 0) / 60 for r in pts],
+                mode="lines+markers",
+                name=ARM_LABEL[arm],
+                line={"color": ARM_COLOUR[arm]},
+            )
+        )
     fig.update_layout(**LAYOUT, title="Median reading time per week (min)")
     return fig
 
@@ -103,14 +136,24 @@ def bar_figure(x: list[Any], y: list[Any], title: str, colour: str = "#3d8bfd") 
 
 
 def calibration_figure(tables: dict[str, list[dict[str, Any]]]) -> go.Figure:
-    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="ideal",
-                               line={"dash": "dot", "color": "#667"}))
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="ideal", line={"dash": "dot", "color": "#667"}))
     for (kind, rows), colour in zip(tables.items(), ("#e6394f", "#ffc34d")):
-        fig.add_trace(go.Scatter(x=[r["mean_score"] for r in rows], y=[r["observed"] for r in rows],
-                                 mode="lines+markers", name=kind, line={"color": colour},
-                                 text=[f"n={r['n']}" for r in rows]))
-    fig.update_layout(**LAYOUT, title="Calibration: AI score vs signed report", xaxis_title="mean AI score",
-                      yaxis_title="observed positive rate")
+        fig.add_trace(
+            go.Scatter(
+                x=[r["mean_score"] for r in rows],
+                y=[r["observed"] for r in rows],
+                mode="lines+markers",
+                name=kind,
+                line={"color": colour},
+                text=[f"n={r['n']}" for r in rows],
+            )
+        )
+    fig.update_layout(
+        **LAYOUT,
+        title="Calibration: AI score vs signed report",
+        xaxis_title="mean AI score",
+        yaxis_title="observed positive rate",
+    )
     return fig
 
 

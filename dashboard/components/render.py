@@ -76,8 +76,13 @@ class DisplayGrid:
         return len(self.rows), len(self.cols)
 
 
-def display_grid(plane: str, shape: tuple[int, int, int], spacing_mm: tuple[float, float, float],
-                 direction: np.ndarray, max_px: int = 512) -> DisplayGrid:
+def display_grid(
+    plane: str,
+    shape: tuple[int, int, int],
+    spacing_mm: tuple[float, float, float],
+    direction: np.ndarray,
+    max_px: int = 512,
+) -> DisplayGrid:
     """Square display pixels for ``plane``: the larger physical side gets ``max_px`` pixels."""
     _, row_axis, col_axis = plane_axes(plane)
     n_r, n_c = shape[row_axis], shape[col_axis]
@@ -106,8 +111,15 @@ def heat_rgb(values: np.ndarray) -> np.ndarray:
     return np.stack([r, g, b], axis=-1) * 255.0
 
 
-def blend(grey: np.ndarray, *, nodule: np.ndarray | None = None, pe: np.ndarray | None = None,
-          heat: np.ndarray | None = None, heat_opacity: float = 0.4, mask_opacity: float = 0.45) -> np.ndarray:
+def blend(
+    grey: np.ndarray,
+    *,
+    nodule: np.ndarray | None = None,
+    pe: np.ndarray | None = None,
+    heat: np.ndarray | None = None,
+    heat_opacity: float = 0.4,
+    mask_opacity: float = 0.45,
+) -> np.ndarray:
     """Compose a grey slice (uint8 H×W) with optional overlays into an RGB uint8 image.
 
     Args:
@@ -133,9 +145,19 @@ def blend(grey: np.ndarray, *, nodule: np.ndarray | None = None, pe: np.ndarray 
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
-def render_plane(volume: Volume, plane: str, index: int, *, level: float, width: float,
-                 nodule_mask: np.ndarray | None = None, pe_mask: np.ndarray | None = None,
-                 heatmap: np.ndarray | None = None, heat_opacity: float = 0.4, max_px: int = 512) -> np.ndarray:
+def render_plane(
+    volume: Volume,
+    plane: str,
+    index: int,
+    *,
+    level: float,
+    width: float,
+    nodule_mask: np.ndarray | None = None,
+    pe_mask: np.ndarray | None = None,
+    heatmap: np.ndarray | None = None,
+    heat_opacity: float = 0.4,
+    max_px: int = 512,
+) -> np.ndarray:
     """One display-ready RGB image of ``plane`` at ``index`` with the overlays that are given (not None)."""
     grid = display_grid(plane, volume.shape, volume.spacing_mm, volume.direction, max_px=max_px)
 
@@ -146,8 +168,9 @@ def render_plane(volume: Volume, plane: str, index: int, *, level: float, width:
     return blend(grey, nodule=cut(nodule_mask), pe=cut(pe_mask), heat=cut(heatmap), heat_opacity=heat_opacity)
 
 
-def display_to_voxel(plane: str, index: int, x: float, y: float, shown_w: float, shown_h: float,
-                     volume: Volume, max_px: int = 512) -> tuple[int, int, int]:
+def display_to_voxel(
+    plane: str, index: int, x: float, y: float, shown_w: float, shown_h: float, volume: Volume, max_px: int = 512
+) -> tuple[int, int, int]:
     """A click at display pixel ``(x, y)`` of an image shown ``shown_w`` × ``shown_h`` → voxel ``(k, j, i)``.
 
     The shown size may differ from the rendered size (the browser scales the image); the click is mapped
@@ -171,8 +194,9 @@ def voxel_to_lps(volume: Volume, kji: tuple[int, int, int]) -> tuple[float, floa
     return round(float(x), 2), round(float(y), 2), round(float(z), 2)
 
 
-def voxel_to_display(plane: str, kji: tuple[int, int, int], volume: Volume,
-                     max_px: int = 512) -> tuple[int, int] | None:
+def voxel_to_display(
+    plane: str, kji: tuple[int, int, int], volume: Volume, max_px: int = 512
+) -> tuple[int, int] | None:
     """Display pixel ``(x, y)`` of a voxel on ``plane`` (None if it is not on that plane's grid)."""
     grid = display_grid(plane, volume.shape, volume.spacing_mm, volume.direction, max_px=max_px)
     _, row_axis, col_axis = plane_axes(plane)
@@ -183,8 +207,9 @@ def voxel_to_display(plane: str, kji: tuple[int, int, int], volume: Volume,
     return int(cols.mean()), int(rows.mean())
 
 
-def draw_marker(rgb: np.ndarray, xy: tuple[int, int], colour: tuple[int, int, int] = CROSS_RGB,
-                size: int = 9) -> np.ndarray:
+def draw_marker(
+    rgb: np.ndarray, xy: tuple[int, int], colour: tuple[int, int, int] = CROSS_RGB, size: int = 9
+) -> np.ndarray:
     """A copy of ``rgb`` with an open cross (gap in the middle) at display pixel ``xy``."""
     out = rgb.copy()
     x, y = xy

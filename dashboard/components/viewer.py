@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from dashboard import data
 from dashboard.components import render
@@ -55,14 +56,29 @@ def _apply_nav(shape: tuple[int, int, int]) -> None:
 
 
 @st.cache_data(max_entries=120, show_spinner=False)
-def slice_image(folder: str, plane: str, index: int, level: float, width: float, nodule: bool, pe: bool,
-                heat: bool, heat_opacity: float) -> np.ndarray:
+def slice_image(
+    folder: str,
+    plane: str,
+    index: int,
+    level: float,
+    width: float,
+    nodule: bool,
+    pe: bool,
+    heat: bool,
+    heat_opacity: float,
+) -> np.ndarray:
     """The rendered RGB slice (cached per slice and display setting)."""
     case = data.case_arrays(folder)
     return render.render_plane(
-        case.volume, plane, index, level=level, width=width,
-        nodule_mask=case.nodule_mask if nodule else None, pe_mask=case.pe_mask if pe else None,
-        heatmap=case.heatmap if heat else None, heat_opacity=heat_opacity,
+        case.volume,
+        plane,
+        index,
+        level=level,
+        width=width,
+        nodule_mask=case.nodule_mask if nodule else None,
+        pe_mask=case.pe_mask if pe else None,
+        heatmap=case.heatmap if heat else None,
+        heat_opacity=heat_opacity,
     )
 
 
@@ -95,8 +111,13 @@ def controls(ai_shown: bool, has: dict[str, bool]) -> dict:
     return {"level": float(st.session_state["vw_level"]), "width": float(st.session_state["vw_width"]), **shown}
 
 
-def _markers(rgb: np.ndarray, plane: str, index: int, volume: Volume,
-             points: list[tuple[tuple[int, int, int], tuple[int, int, int]]]) -> np.ndarray:
+def _markers(
+    rgb: np.ndarray,
+    plane: str,
+    index: int,
+    volume: Volume,
+    points: list[tuple[tuple[int, int, int], tuple[int, int, int]]],
+) -> np.ndarray:
     axis = render.plane_axes(plane)[0]
     for kji, colour in points:
         if kji[axis] == index:
@@ -114,8 +135,9 @@ def _clicked(plane: str, index: int, value: dict | None, volume: Volume) -> Mark
     if st.session_state.get(seen_key) == stamp:
         return None
     st.session_state[seen_key] = stamp
-    kji = render.display_to_voxel(plane, index, value["x"], value["y"], value.get("width") or 1,
-                                  value.get("height") or 1, volume)
+    kji = render.display_to_voxel(
+        plane, index, value["x"], value["y"], value.get("width") or 1, value.get("height") or 1, volume
+    )
     return Marked(kji, render.voxel_to_lps(volume, kji), plane)
 
 
@@ -126,13 +148,23 @@ def plane_view(folder: str, plane: str, volume: Volume, display: dict, points: l
     n = volume.shape[axis]
     index = int(st.session_state[key]) - 1
     st.html(f'<div class="vw-label" data-testid="vw-label-{plane}">{plane.upper()} {index + 1}/{n}</div>')
-    rgb = slice_image(folder, plane, index, display["level"], display["width"], display["nodule"],
-                      display["pe"], display["heat"], round(display["heat_opacity"], 2))
+    rgb = slice_image(
+        folder,
+        plane,
+        index,
+        display["level"],
+        display["width"],
+        display["nodule"],
+        display["pe"],
+        display["heat"],
+        round(display["heat_opacity"], 2),
+    )
     rgb = _markers(rgb, plane, index, volume, points)
     marked = None
     if streamlit_image_coordinates is not None:
-        value = streamlit_image_coordinates(rgb, key=f"img_{plane}", width="stretch", image_format="JPEG",
-                                            jpeg_quality=92, cursor="crosshair")
+        value = streamlit_image_coordinates(
+            rgb, key=f"img_{plane}", width="stretch", image_format="JPEG", jpeg_quality=92, cursor="crosshair"
+        )
         marked = _clicked(plane, index, value, volume)
     else:
         st.image(rgb, width="stretch")
@@ -152,8 +184,22 @@ def fallback_marker(volume: Volume) -> Marked | None:
     return None
 
 
-def viewer(folder: str, *, ai_shown: bool, reader_points: list[tuple[int, int, int]],
-           on_interaction: Callable[[], float], add_form: Callable[[Marked | None], None]) -> None:
+def rerun_viewer() -> None:
+    """Rerun the viewer fragment (the whole page when this run was not a fragment rerun)."""
+    try:
+        st.rerun(scope="fragment")
+    except StreamlitAPIException:
+        st.rerun()
+
+
+def viewer(
+    folder: str,
+    *,
+    ai_shown: bool,
+    reader_points: list[tuple[int, int, int]],
+    on_interaction: Callable[[], float],
+    add_form: Callable[[Marked | None], None],
+) -> None:
     """The viewer fragment body (call it from a function decorated with ``st.fragment``)."""
     on_interaction()
     case = data.case_arrays(folder)
@@ -175,5 +221,5 @@ def viewer(folder: str, *, ai_shown: bool, reader_points: list[tuple[int, int, i
     if new is not None:
         st.session_state[PENDING_KEY] = new
         go_to(new.kji)
-        st.rerun(scope="fragment")
+        rerun_viewer()
     add_form(pending)

@@ -27,8 +27,9 @@ def table(rows: list[dict[str, Any]], name: str, key: str) -> None:
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    st.download_button("CSV", buf.getvalue(), file_name=f"{name}.csv", mime="text/csv", key=f"csv_{key}",
-                       icon=":material/download:")
+    st.download_button(
+        "CSV", buf.getvalue(), file_name=f"{name}.csv", mime="text/csv", key=f"csv_{key}", icon=":material/download:"
+    )
 
 
 def pct(value: float | None) -> str:
@@ -43,8 +44,15 @@ def reading_time(cases: list[tuple[str, str, str, float]], weekly: list[dict[str
     rows = []
     for arm, values in by_arm.items():
         median, lo, hi = charts.bootstrap_median_ci(values, rng)
-        rows.append({"arm": charts.ARM_LABEL[arm], "cases": len(values), "median_s": median and round(median, 1),
-                     "ci95_low_s": lo and round(lo, 1), "ci95_high_s": hi and round(hi, 1)})
+        rows.append(
+            {
+                "arm": charts.ARM_LABEL[arm],
+                "cases": len(values),
+                "median_s": median and round(median, 1),
+                "ci95_low_s": lo and round(lo, 1),
+                "ci95_high_s": hi and round(hi, 1),
+            }
+        )
     change, c_lo, c_hi = charts.relative_change_ci(by_arm["ai_shown"], by_arm["ai_hidden"], rng)
     m = st.columns(4)
     m[0].metric("Readings (cases)", len(cases))
@@ -55,8 +63,20 @@ def reading_time(cases: list[tuple[str, str, str, float]], weekly: list[dict[str
     left, right = st.columns(2)
     left.plotly_chart(charts.reading_time_figure(by_arm), width="stretch")
     right.plotly_chart(charts.weekly_figure(weekly), width="stretch")
-    table(rows + [{"arm": "relative change (with/without − 1)", "cases": None, "median_s": change,
-                   "ci95_low_s": c_lo, "ci95_high_s": c_hi}], "reading_time_by_arm", "arm")
+    table(
+        rows
+        + [
+            {
+                "arm": "relative change (with/without − 1)",
+                "cases": None,
+                "median_s": change,
+                "ci95_low_s": c_lo,
+                "ci95_high_s": c_hi,
+            }
+        ],
+        "reading_time_by_arm",
+        "arm",
+    )
     with st.expander("Per week and per reader"):
         table(weekly, "reading_time_by_week", "week")
 
@@ -79,8 +99,14 @@ def performance(summary: dict[str, Any], outcomes: list[dict[str, Any]]) -> None
 
 def turnaround(summary: dict[str, Any]) -> None:
     rows = summary["turnaround_by_priority"]
-    st.plotly_chart(charts.bar_figure([r["priority_class"] for r in rows], [r["median_min"] for r in rows],
-                                      "Median arrival → signed (min) by priority class"), width="stretch")
+    st.plotly_chart(
+        charts.bar_figure(
+            [r["priority_class"] for r in rows],
+            [r["median_min"] for r in rows],
+            "Median arrival → signed (min) by priority class",
+        ),
+        width="stretch",
+    )
     table(rows, "turnaround_by_priority", "tat")
 
 
@@ -89,16 +115,19 @@ def scanners(summary: dict[str, Any], url: str) -> None:
     points = data.case_embeddings(url)
     st.markdown("##### Case embeddings by scanner (domain shift)")
     if not points:
-        st.info("No case embeddings found: the worker writes them into result.json (CaseResult.embedding); "
-                "none of the analysed cases has one yet.")
+        st.info(
+            "No case embeddings found: the worker writes them into result.json (CaseResult.embedding); "
+            "none of the analysed cases has one yet."
+        )
         return
     if len(points) < 3:
         st.info(f"Only {len(points)} case embedding(s); the map needs at least 3.")
         return
     x = np.asarray([p["embedding"] for p in points])
     xy, method = _embed(x.tobytes(), x.shape)
-    st.plotly_chart(charts.scatter_figure(xy, [p["scanner"] for p in points], f"{method} of case embeddings"),
-                    width="stretch")
+    st.plotly_chart(
+        charts.scatter_figure(xy, [p["scanner"] for p in points], f"{method} of case embeddings"), width="stretch"
+    )
     st.caption(f"{len(points)} cases; method: {method}.")
 
 
@@ -116,13 +145,17 @@ def render() -> None:
         st.warning(
             f"Includes SIMULATED demo data: {sim['readings']} of {sim['readings_total']} reading sessions and "
             f"{sim['reports']} of {sim['reports_total']} signed reports come from simulated readers "
-            f"({data.SIMULATED_PREFIX}*), not from real reading.", icon=":material/science:")
+            f"({data.SIMULATED_PREFIX}*), not from real reading.",
+            icon=":material/science:",
+        )
     summary = tables["summary"]
     weekly: dict[tuple[str, str], list[float]] = defaultdict(list)
     for _, arm, week, seconds in tables["cases"]:
         weekly[(week, arm)].append(seconds)
-    weekly_rows = [{"week": w, "arm": a, "n": len(v), "median_s": round(float(np.median(v)), 1)}
-                   for (w, a), v in sorted(weekly.items())]
+    weekly_rows = [
+        {"week": w, "arm": a, "n": len(v), "median_s": round(float(np.median(v)), 1)}
+        for (w, a), v in sorted(weekly.items())
+    ]
     tabs = st.tabs(["Reading time", "Turnaround", "AI performance", "Scanners"])
     with tabs[0]:
         reading_time(tables["cases"], weekly_rows)

@@ -36,12 +36,17 @@ def resolve_case(user) -> reading.OpenCase | None:
 
 
 def header(study, case: reading.OpenCase) -> None:
-    who = " · ".join(safe_md(x) for x in (study.patient_name, study.patient_id, study.patient_age,
-                                          study.patient_sex) if x)
+    who = " · ".join(
+        safe_md(x) for x in (study.patient_name, study.patient_id, study.patient_age, study.patient_sex) if x
+    )
     c1, c2, c3 = st.columns([5, 2.5, 1.5], vertical_alignment="center")
     c1.markdown(f"#### {who or 'Unknown patient'}")
-    meta = [study.accession and f"Acc {study.accession}", study.study_date, study.description,
-            study.scanner_profile or study.manufacturer]
+    meta = [
+        study.accession and f"Acc {study.accession}",
+        study.study_date,
+        study.description,
+        study.scanner_profile or study.manufacturer,
+    ]
     c1.caption(" · ".join(safe_md(m) for m in meta if m))
     if case.ai_shown and study.embolism_score is not None:
         crit = badge("CRITICAL PE", "critical") if study.critical else ""
@@ -49,15 +54,19 @@ def header(study, case: reading.OpenCase) -> None:
     elif not case.ai_shown:
         c2.html(badge("AI HIDDEN", "routine") + ' <span class="muted">study arm: read without AI</span>')
     seconds = case.clock.total(time.monotonic())
-    c3.markdown(f":material/timer: **{format_seconds(seconds)}** active",
-                help="Reading time counted from your interactions with this case; a pause longer than the idle cap "
-                "counts only up to the cap.")
+    c3.markdown(
+        f":material/timer: **{format_seconds(seconds)}** active",
+        help="Reading time counted from your interactions with this case; a pause longer than the idle cap "
+        "counts only up to the cap.",
+    )
 
 
 def warnings(study, folder) -> None:
     if study.attention_reason:
-        st.error(f"Needs attention ({study.status}): {study.attention_reason}. The AI did not assess this study.",
-                 icon=":material/warning:")
+        st.error(
+            f"Needs attention ({study.status}): {study.attention_reason}. The AI did not assess this study.",
+            icon=":material/warning:",
+        )
     if folder is None:
         st.info("No analysed images are stored for this study; read it on PACS and report here.")
         return
@@ -80,6 +89,20 @@ def render_warnings(case, full_chest_mm: float) -> list[str]:
     return notes
 
 
+def record_verdict(user, case: reading.OpenCase, finding_id: int, verdict: str) -> None:
+    """Button callback: store the reader's verdict on one AI finding (``set_verdict`` audits it)."""
+    with data.session() as s:
+        if data.reader_verdicts(s, user.username, [finding_id]).get(finding_id) == verdict:
+            return  # a repeated click: nothing changes, nothing to audit
+        queries.set_verdict(
+            session=s,
+            finding_id=finding_id,
+            reader=user.username,
+            verdict=verdict,
+            reading_session_id=case.reading_session_id,
+        )
+
+
 def findings_panel(user, case: reading.OpenCase) -> None:
     """AI findings with jump-to-slice and confirm / reject (fragment: verdicts do not rerun the page)."""
     reading.touch()
@@ -89,34 +112,37 @@ def findings_panel(user, case: reading.OpenCase) -> None:
     st.markdown("##### AI findings")
     if not findings:
         st.caption("The AI reported no finding.")
-    head = st.columns([0.4, 1, 0.8, 1.6, 0.9, 1.6, 2.6])
+    widths = [0.35, 1.1, 0.7, 1.5, 0.8, 1.2, 3.4]
+    head = st.columns(widths)
     for cell, title in zip(head, ["#", "Kind", "Prob.", "Size / volume", "Lung-RADS", "Location", ""]):
         cell.html(f'<span class="wl-head">{title}</span>')
     for n, f in enumerate(findings, 1):
         with st.container(key=f"finding_{f.id}"):
-            c = st.columns([0.4, 1, 0.8, 1.6, 0.9, 1.6, 2.6], vertical_alignment="center")
+            c = st.columns(widths, vertical_alignment="center")
             c[0].markdown(f"**{n}**")
             kind = "PE" if f.kind == "embolism" else f"nodule{', ' + safe_md(f.texture) if f.texture else ''}"
             c[1].markdown(kind)
             c[2].html(score_html(f.probability))
-            size = " / ".join(x for x in (f.diameter_mm and f"{f.diameter_mm:.1f} mm",
-                                          f.volume_ml and f"{f.volume_ml:.2f} ml") if x)
+            size = " / ".join(
+                x for x in (f.diameter_mm and f"{f.diameter_mm:.1f} mm", f.volume_ml and f"{f.volume_ml:.2f} ml") if x
+            )
             c[3].markdown(size or "–")
             c[4].markdown(safe_md(f.lung_rads) if f.lung_rads else "–")
             c[5].markdown(safe_md(f.location) if f.location else "–")
-            b = c[6].columns(3, gap="small")
-            if f.center_k is not None and b[0].button("Go to", key=f"goto_{f.id}", icon=":material/my_location:"):
+            b = c[6].columns([1, 1.3, 1.1], gap="small")
+            if f.center_k is not None and b[0].button("Go to", key=f"goto_{f.id}", width="stretch"):
                 viewer.go_to((f.center_k, f.center_j, f.center_i))
                 st.rerun()
             verdict = verdicts.get(f.id)
             for col, label, value in ((b[1], "Confirm", "confirmed"), (b[2], "Reject", "rejected")):
-                if col.button(label, key=f"{value}_{f.id}", type="primary" if verdict == value else "secondary"):
-                    with data.session() as s:
-                        queries.set_verdict(session=s, finding_id=f.id, reader=user.username, verdict=value,
-                                            reading_session_id=case.reading_session_id)
-                        queries.record_event(session=s, actor=user.username, action="verdict", study_id=case.study_id,
-                                             detail={"finding_id": f.id, "verdict": value})
-                    st.rerun(scope="fragment")
+                col.button(
+                    label,
+                    key=f"{value}_{f.id}",
+                    type="primary" if verdict == value else "secondary",
+                    width="stretch",
+                    on_click=record_verdict,
+                    args=(user, case, f.id, value),
+                )
             if verdict:
                 c[6].caption(f"Your verdict: **{verdict}**")
 
@@ -132,21 +158,31 @@ def add_finding_form(user, case: reading.OpenCase):
                 return
             k, j, i = pending.kji
             x, y, z = pending.lps_mm
-            st.markdown(f"Marked on {pending.plane}: voxel (k, j, i) = ({k}, {j}, {i}) · "
-                        f"LPS ({x:.1f}, {y:.1f}, {z:.1f}) mm")
+            st.markdown(
+                f"Marked on {pending.plane}: voxel (k, j, i) = ({k}, {j}, {i}) · LPS ({x:.1f}, {y:.1f}, {z:.1f}) mm"
+            )
             c1, c2, c3, c4 = st.columns([1.2, 1, 2.5, 1], vertical_alignment="bottom")
-            kind = c1.selectbox("Kind", ["nodule", "embolism"], key="add_kind",
-                                format_func=lambda v: "PE" if v == "embolism" else "nodule")
+            kind = c1.selectbox(
+                "Kind",
+                ["nodule", "embolism"],
+                key="add_kind",
+                format_func=lambda v: "PE" if v == "embolism" else "nodule",
+            )
             diameter = c2.number_input("Diameter (mm)", 0.0, 100.0, 0.0, 0.5, key="add_diam")
             note = c3.text_input("Note", key="add_note", max_chars=500)
             if c4.button("Add finding", key="add_submit", type="primary"):
                 with data.session() as s:
-                    fid = queries.add_reader_finding(
-                        session=s, study_id=case.study_id, reader=user.username, kind=kind, center_mm=pending.lps_mm,
-                        center_voxel=pending.kji, diameter_mm=diameter or None, note=note or None,
-                        reading_session_id=case.reading_session_id)
-                    queries.record_event(session=s, actor=user.username, action="add_finding",
-                                         study_id=case.study_id, detail={"reader_finding_id": fid, "kind": kind})
+                    queries.add_reader_finding(  # audited by db (add_finding)
+                        session=s,
+                        study_id=case.study_id,
+                        reader=user.username,
+                        kind=kind,
+                        center_mm=pending.lps_mm,
+                        center_voxel=pending.kji,
+                        diameter_mm=diameter or None,
+                        note=note or None,
+                        reading_session_id=case.reading_session_id,
+                    )
                 st.session_state.pop(viewer.PENDING_KEY, None)
                 st.toast("Finding added")
                 st.rerun()
@@ -157,20 +193,29 @@ def add_finding_form(user, case: reading.OpenCase):
 def report_form(user, case: reading.OpenCase, reader_findings: list) -> None:
     st.markdown("##### Report")
     if reader_findings:
-        st.caption("Your added findings: " + "; ".join(
-            f"{'PE' if r.kind == 'embolism' else 'nodule'} at ({r.center_k}, {r.center_j}, {r.center_i})"
-            for r in reader_findings))
+        st.caption(
+            "Your added findings: "
+            + "; ".join(
+                f"{'PE' if r.kind == 'embolism' else 'nodule'} at ({r.center_k}, {r.center_j}, {r.center_i})"
+                for r in reader_findings
+            )
+        )
     with st.form("report", border=True):
         c1, c2, c3 = st.columns(3)
         nodule = c1.radio("Nodule", ["no", "yes"], horizontal=True, key="rep_nodule")
         embolism = c2.radio("Pulmonary embolism", ["no", "yes"], horizontal=True, key="rep_pe")
-        lung_rads = c3.selectbox("Lung-RADS", LUNG_RADS, key="rep_lungrads")
+        lung_rads = c3.selectbox("Lung-RADS", LUNG_RADS, key="rep_lungrads", format_func=lambda v: v or "none")
         impression = st.text_area("Impression", key="rep_impression", height=68, max_chars=4000)
         signed = st.form_submit_button("Sign report", type="primary", icon=":material/draw:")
     if signed:
         try:
-            seconds = reading.sign(user, nodule=nodule == "yes", embolism=embolism == "yes",
-                                   lung_rads=lung_rads or None, impression=impression)
+            seconds = reading.sign(
+                user,
+                nodule=nodule == "yes",
+                embolism=embolism == "yes",
+                lung_rads=lung_rads or None,
+                impression=impression,
+            )
         except queries.ReviewConflict as exc:
             st.error(f"Not signed: {exc}.")
             return
@@ -200,14 +245,23 @@ def render() -> None:
     folder = data.case_folder(case.study_uid)
     header(study, case)
     warnings(study, folder)
-    points = [(r.center_k, r.center_j, r.center_i) for r in reader_findings
-              if r.reader == user.username and r.center_k is not None]
+    points = [
+        (r.center_k, r.center_j, r.center_i)
+        for r in reader_findings
+        if r.reader == user.username and r.center_k is not None
+    ]
 
     if folder is not None:
+
         @st.fragment
         def image_viewer() -> None:
-            viewer.viewer(str(folder), ai_shown=case.ai_shown, reader_points=points, on_interaction=reading.touch,
-                          add_form=add_finding_form(user, case))
+            viewer.viewer(
+                str(folder),
+                ai_shown=case.ai_shown,
+                reader_points=points,
+                on_interaction=reading.touch,
+                add_form=add_finding_form(user, case),
+            )
 
         image_viewer()
     left, right = st.columns([3, 2], gap="medium")

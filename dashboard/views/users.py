@@ -18,9 +18,17 @@ def render() -> None:
         users = queries.list_users(session=s)
         events = queries.list_events(session=s, limit=100)
     st.dataframe(
-        [{"username": u.username, "role": "admin" if u.role == "admin" else "radiologist", "active": u.active,
-          "created": u.created_at} for u in users],
-        hide_index=True, width="stretch",
+        [
+            {
+                "username": u.username,
+                "role": "admin" if u.role == "admin" else "radiologist",
+                "active": u.active,
+                "created": u.created_at,
+            }
+            for u in users
+        ],
+        hide_index=True,
+        width="stretch",
     )
     left, right = st.columns(2)
     with left, st.form("add_user", border=True):
@@ -32,8 +40,9 @@ def render() -> None:
             try:
                 with data.session() as s:
                     auth.add_user(session=s, username=name, password=password, role=role)
-                    queries.record_event(session=s, actor=user.username, action="user_added",
-                                         detail={"username": name.strip()})
+                    queries.record_event(
+                        session=s, actor=user.username, action="user_added", detail={"username": name.strip()}
+                    )
                 st.success(f"Added {name.strip()}.")
             except ValueError as exc:
                 st.error(str(exc))
@@ -45,14 +54,18 @@ def render() -> None:
             if name and col.button(label, key=f"user_{label}"):
                 with data.session() as s:
                     queries.set_user_active(session=s, username=name, active=active)
-                    queries.record_event(session=s, actor=user.username, action=f"user_{label.lower()}d",
-                                         detail={"username": name})
+                    queries.record_event(
+                        session=s, actor=user.username, action=f"user_{label.lower()}d", detail={"username": name}
+                    )
                 st.rerun()
     st.markdown("##### Audit trail (latest 100)")
     st.dataframe(
-        [{"at": e.at, "actor": e.actor, "action": e.action, "study id": e.study_id, "detail": str(e.detail or "")}
-         for e in events],
-        hide_index=True, width="stretch",
+        [
+            {"at": e.at, "actor": e.actor, "action": e.action, "study id": e.study_id, "detail": str(e.detail or "")}
+            for e in events
+        ],
+        hide_index=True,
+        width="stretch",
     )
 
 

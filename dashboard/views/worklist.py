@@ -106,8 +106,9 @@ def row(item: WorklistItem, top: dict | None) -> None:
 def filters() -> tuple[tuple[str, ...], str, tuple[date, ...] | None]:
     c1, c2, c3 = st.columns([3, 1.4, 1.6])
     labels = {s: STATUS_LABEL[s] for s in OPEN_STATUSES} | {StudyStatus.signed.value: "signed"}
-    statuses = c1.multiselect("Status", list(labels), default=list(OPEN_STATUSES), format_func=labels.get,
-                              key="wl_status")
+    statuses = c1.multiselect(
+        "Status", list(labels), default=list(OPEN_STATUSES), format_func=labels.get, key="wl_status"
+    )
     finding = c2.selectbox("Finding", FINDING_FILTERS, key="wl_finding")
     today = date.today()
     days = c3.date_input("Received", value=(today - timedelta(days=30), today), key="wl_dates")
@@ -128,8 +129,10 @@ def render() -> None:
         counts = data.status_counts(url)
         waiting = sum(counts.get(s, 0) for s in ("ready", "in_review"))
         attention = sum(counts.get(s, 0) for s in ("failed", "unsuitable"))
-        st.caption(f"{waiting} to read · {counts.get('queued', 0) + counts.get('analysing', 0)} in analysis · "
-                   f"{attention} need attention · {counts.get('signed', 0)} signed — showing {len(shown)}")
+        st.caption(
+            f"{waiting} to read · {counts.get('queued', 0) + counts.get('analysing', 0)} in analysis · "
+            f"{attention} need attention · {counts.get('signed', 0)} signed — showing {len(shown)}"
+        )
         head = st.columns(COLS, gap="small")
         for cell, title in zip(head, HEAD):
             cell.html(f'<span class="wl-head">{title}</span>')

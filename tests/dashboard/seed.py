@@ -52,17 +52,40 @@ def phantom(seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
     return hu, {"clot": clot, "nodule": nodule, "heat": heat, "clot_c": clot_c, "nod_c": nod_c}
 
 
-def save_arrays(data_dir: Path, study_uid: str, findings: list[dict[str, Any]], *, seed: int,
-                embedding: list[float] | None, z_slices: int | None = None) -> None:
+def save_arrays(
+    data_dir: Path,
+    study_uid: str,
+    findings: list[dict[str, Any]],
+    *,
+    seed: int,
+    embedding: list[float] | None,
+    z_slices: int | None = None,
+) -> None:
     hu, parts = phantom(seed)
     keep = slice(0, z_slices or SHAPE[0])
-    vol = Volume(hu=hu[keep], spacing_mm=SPACING, origin_mm=(-51.2, -51.2, -300.0), study_uid=study_uid,
-                 series_uid=study_uid + ".1")
-    result = CaseResult(study_uid=study_uid, series_uid=study_uid + ".1", scores={},
-                        findings=[Finding.from_dict(f) for f in findings], embedding=embedding)
+    vol = Volume(
+        hu=hu[keep],
+        spacing_mm=SPACING,
+        origin_mm=(-51.2, -51.2, -300.0),
+        study_uid=study_uid,
+        series_uid=study_uid + ".1",
+    )
+    result = CaseResult(
+        study_uid=study_uid,
+        series_uid=study_uid + ".1",
+        scores={},
+        findings=[Finding.from_dict(f) for f in findings],
+        embedding=embedding,
+    )
     nodule_mask = parts["nodule"][keep].astype(np.uint8)
-    save_case(data_dir, result, vol, nodule_mask=nodule_mask, pe_mask=parts["clot"][keep].astype(np.uint8),
-              heatmap=parts["heat"][keep])
+    save_case(
+        data_dir,
+        result,
+        vol,
+        nodule_mask=nodule_mask,
+        pe_mask=parts["clot"][keep].astype(np.uint8),
+        heatmap=parts["heat"][keep],
+    )
 
 
 def finding_at(kind: str, kji: tuple[int, int, int], probability: float, **extra: Any) -> dict[str, Any]:
@@ -85,25 +108,66 @@ def seed(data_dir: Path, *, users: bool = True) -> dict[str, Any]:
             add_user(session=s, username="reader2", password=PASSWORD, role="radiologist")
             add_user(session=s, username="admin", password=PASSWORD, role="admin")
         _, parts = phantom()
-        pe_f = [finding_at("embolism", parts["clot_c"], 0.93, location="lobar, right", diameter_mm=6.0),
-                finding_at("nodule", parts["nod_c"], 0.71, texture="solid", lung_rads="4A", location="RUL")]
-        pe = make_study(s, received_at=now - timedelta(minutes=20), nodule=0.71, embolism=0.93, priority=0.93,
-                        findings=pe_f, PatientName="Critical^Pat", PatientID="PID-CRIT", scanner_profile="siemens-b30f",
-                        Manufacturer="SIEMENS")
+        pe_f = [
+            finding_at("embolism", parts["clot_c"], 0.93, location="lobar, right", diameter_mm=6.0),
+            finding_at("nodule", parts["nod_c"], 0.71, texture="solid", lung_rads="4A", location="RUL"),
+        ]
+        pe = make_study(
+            s,
+            received_at=now - timedelta(minutes=20),
+            nodule=0.71,
+            embolism=0.93,
+            priority=0.93,
+            findings=pe_f,
+            PatientName="Critical^Pat",
+            PatientID="PID-CRIT",
+            scanner_profile="siemens-b30f",
+            Manufacturer="SIEMENS",
+        )
         save_arrays(data_dir, pe.study_uid, pe_f, seed=1, embedding=[0.9, 0.1, 0.3, 0.2])
         nod_f = [finding_at("nodule", parts["nod_c"], 0.62, texture="part-solid", lung_rads="3", location="RUL")]
-        routine = make_study(s, received_at=now - timedelta(minutes=50), nodule=0.62, embolism=0.05, priority=0.62,
-                             findings=nod_f, PatientName="Routine^Ron", PatientID="PID-ROUT",
-                             scanner_profile="ge-standard", Manufacturer="GE")
+        routine = make_study(
+            s,
+            received_at=now - timedelta(minutes=50),
+            nodule=0.62,
+            embolism=0.05,
+            priority=0.62,
+            findings=nod_f,
+            PatientName="Routine^Ron",
+            PatientID="PID-ROUT",
+            scanner_profile="ge-standard",
+            Manufacturer="GE",
+        )
         save_arrays(data_dir, routine.study_uid, nod_f, seed=2, embedding=[0.1, 0.8, 0.4, 0.6], z_slices=24)
-        failed = make_study(s, received_at=now - timedelta(minutes=30), status="failed", PatientName="Failed^Fay",
-                            PatientID="PID-FAIL", scanner_profile="ge-standard")
-        html = make_study(s, received_at=now - timedelta(minutes=10), nodule=0.1, embolism=0.02, priority=0.1,
-                          PatientName=HTML_NAME, PatientID="PID-HTML", scanner_profile="siemens-b30f")
+        failed = make_study(
+            s,
+            received_at=now - timedelta(minutes=30),
+            status="failed",
+            PatientName="Failed^Fay",
+            PatientID="PID-FAIL",
+            scanner_profile="ge-standard",
+        )
+        html = make_study(
+            s,
+            received_at=now - timedelta(minutes=10),
+            nodule=0.1,
+            embolism=0.02,
+            priority=0.1,
+            PatientName=HTML_NAME,
+            PatientID="PID-HTML",
+            scanner_profile="siemens-b30f",
+        )
         save_arrays(data_dir, html.study_uid, [], seed=3, embedding=[0.5, 0.5, 0.9, 0.1])
         if users:
-            held = make_study(s, received_at=now - timedelta(minutes=5), nodule=0.3, embolism=0.1, priority=0.3,
-                              PatientName="Held^Hank", PatientID="PID-HELD")
+            held = make_study(
+                s,
+                received_at=now - timedelta(minutes=5),
+                nodule=0.3,
+                embolism=0.1,
+                priority=0.3,
+                PatientName="Held^Hank",
+                PatientID="PID-HELD",
+            )
             queries.claim_study(session=s, study_id=held.id, reader="reader2")
             out["held"] = held.id
         out.update(pe=pe.id, routine=routine.id, failed=failed.id, html=html.id, pe_uid=pe.study_uid)

@@ -1,0 +1,75 @@
+"""Test Argon2 accounts, `triage user add` and the refusal of `triage serve` with unsafe settings."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+from sqlmodel import Session
+
+from dashboard import auth, cli
+from db import queries
+from db.migrate import upgrade
+from db.session import create_db_engine, get_engine
+from inference.cli import main
+
+
+def test_hash_is_argon2_and_verifies_only_the_password():
+    """Test that hashes are Argon2id, salted, and verify only the right password."""
+    h1, h2 = auth.hash_password("s3cret-pass"), auth.hash_password("s3cret-pass")
+    assert h1.startswith("$argon2id$") and h1 != h2
+    assert auth.verify_password(h1, "s3cret-pass") and not auth.verify_password(h1, "s3cret-pasS")
+    assert not auth.verify_password("not-a-hash", "x")
+    with pytest.raises(ValueError):
+        auth.hash_password("short")
+
+
+def test_user_add_from_stdin_then_sign_in(data_dir, monkeypatch, capsys):
+    """Test that `triage user add NAME --role radiologist --password-stdin` creates a reader who can sign in."""
+    upgrade(create_db_engine(f"sqlite:///{data_dir / 'triage.db'}"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("long-enough-pw\n"))
+    assert main(["user", "add", "dr_who", "--role", "radiologist", "--password-stdin"]) == 0
+    assert "created dr_who (radiologist)" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "stdin", io.StringIO("long-enough-pw\n"))
+    assert main(["user", "add", "dr_who", "--password-stdin"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    with Session(get_engine()) as s:
+        assert queries.get_user(session=s, username="dr_who").role == "reader"
+        assert auth.authenticate(session=s, username="dr_who", password="long-enough-pw") == auth.SignedIn(
+            "dr_who", "reader"
+        )
+        assert auth.authenticate(session=s, username="dr_who", password="nope-nope-nope") is None
+        queries.set_user_active(session=s, username="dr_who", active=False)
+        assert auth.authenticate(session=s, username="dr_who", password="long-enough-pw") is None
+
+
+def test_user_add_without_schema_is_a_message(data_dir, monkeypatch, capsys):
+    """Test that adding a user to an unmigrated database says to run `triage db upgrade`."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO("long-enough-pw\n"))
+    assert main(["user", "add", "x", "--password-stdin"]) == 2
+    assert "triage db upgrade" in capsys.readouterr().err
+
+
+def test_serve_refuses_unsafe_settings_outside_demo_mode(data_dir, monkeypatch, capsys):
+    """Test that `triage serve` with the placeholder secret and no demo mode exits 2 with the reason."""
+    monkeypatch.delenv("TRIAGE_SECRET_KEY", raising=False)
+    monkeypatch.delenv("TRIAGE_DEMO_MODE", raising=False)
+    assert main(["serve", "--port", "1"]) == 2
+    assert "TRIAGE_SECRET_KEY" in capsys.readouterr().err
+    with pytest.raises(cli.UnsafeSettings):
+        cli.serve(1, env={"TRIAGE_DATA_DIR": str(data_dir)})
+
+
+def test_streamlit_command_has_the_headless_flags():
+    """Test that the server command is headless, loopback-bound and without telemetry or file watching."""
+    cmd = " ".join(cli.streamlit_command(8765))
+    for flag in (
+        "--server.headless true",
+        "--server.address 127.0.0.1",
+        "--server.port 8765",
+        "--browser.gatherUsageStats false",
+        "--server.fileWatcherType none",
+    ):
+        assert flag in cmd
+    assert cmd.split()[1:4] == ["-m", "streamlit", "run"] and cmd.split()[4].endswith("dashboard/app.py")

@@ -1,0 +1,181 @@
+"""AppTest of every page against a factory-built database (headless, no browser)."""
+
+from __future__ import annotations
+
+import numpy as np
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from dashboard.simulate import simulate_reading_history
+from db import queries
+from db.models import ReadingSession
+from db.session import get_engine
+from tests.dashboard.conftest import app, texts
+from tests.dashboard.seed import HTML_NAME, PASSWORD
+
+
+def _session() -> Session:
+    return Session(get_engine(), expire_on_commit=False)
+
+
+def test_nothing_with_patient_data_before_sign_in(seeded):
+    """Test that without sign-in only the sign-in form shows, even when a case is asked for by URL."""
+    at = app()
+    at.query_params["study"] = str(seeded["pe"])
+    at.run()
+    assert not at.exception
+    page = texts(at)
+    assert "Critical^Pat" not in page and "PID-CRIT" not in page and "Research software" in page
+    assert [t.label for t in at.text_input] == ["Username", "Password"]
+    with _session() as s:
+        assert queries.get_study(session=s, study_id=seeded["pe"]).claimed_by is None
+
+
+def test_wrong_password_is_refused_and_audited(seeded):
+    """Test that a wrong password shows a message, not the worklist, and leaves an audit event."""
+    at = app()
+    at.run()
+    at.text_input(key="signin_username").input("reader1")
+    at.text_input(key="signin_password").input("wrong-password")
+    at.button[0].click().run()
+    assert "wrong password" in texts(at) and "user" not in at.session_state
+    with _session() as s:
+        assert [e.action for e in queries.list_events(session=s, limit=1)] == ["sign_in_failed"]
+
+
+def test_sign_in_shows_ranked_worklist_with_attention_and_safe_names(seeded):
+    """Test that signing in lands on the worklist: critical PE first, failed study with its reason, names as text."""
+    at = app()
+    at.run()
+    at.text_input(key="signin_username").input("reader1")
+    at.text_input(key="signin_password").input(PASSWORD)
+    at.button[0].click().run()
+    assert not at.exception and at.session_state["user"].username == "reader1"
+    badges = [h.value for h in at.get("html") if "wl-badge" in str(h.value)]
+    assert "CRITICAL PE" in badges[0] and any("NEEDS ATTENTION" in b for b in badges)
+    page = texts(at)
+    assert page.index("Critical^Pat") < page.index("Routine^Ron")
+    assert "model crashed" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page  # escaped, so shown as text
+    assert "reader2" in page  # who holds the claimed study
+
+
+def test_open_claims_and_audits_and_held_case_names_holder(seeded):
+    """Test that Open claims the study and audits the opening; a study held by another reader says who."""
+    at = app("reader1")
+    at.run()
+    at.button(key=f"open_{seeded['held']}").click().run()
+    assert "reader2 is reading this study" in texts(at)
+    at.button(key=f"open_{seeded['pe']}").click().run()
+    assert not at.exception
+    with _session() as s:
+        assert queries.get_study(session=s, study_id=seeded["pe"]).claimed_by == "reader1"
+        actions = [e.action for e in queries.list_events(session=s, study_id=seeded["pe"])]
+    assert "open" in actions and "claim" in actions
+
+
+def _open_review(seeded, key: str = "pe"):
+    at = app("reader1")
+    at.query_params["study"] = str(seeded[key])
+    at.switch_page("views/review.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_review_verdicts_missed_finding_and_sign(seeded):
+    """Test confirm/reject, adding a missed finding at a marked point, and signing (timer closed, claim released)."""
+    at = _open_review(seeded)
+    page = texts(at)
+    assert "Critical^Pat" in page and "Partial coverage" in page and "AI findings" in page
+    with _session() as s:
+        findings = queries.get_findings(session=s, study_id=seeded["pe"])
+    at.button(key=f"confirmed_{findings[0].id}").click().run()
+    at.button(key=f"rejected_{findings[1].id}").click().run()
+    from dashboard.components.viewer import PENDING_KEY, Marked
+
+    at.session_state[PENDING_KEY] = Marked((10, 60, 70), (4.8, -3.2, -275.0), "axial")
+    at.run()
+    assert "(10, 60, 70)" in texts(at)
+    at.selectbox(key="add_kind").set_value("nodule")
+    at.button(key="add_submit").click().run()
+    at.radio(key="rep_pe").set_value("yes")
+    at.button[-1].click()  # the form's Sign report button
+    at.run()
+    assert not at.exception and "Signed" in texts(at)
+    with _session() as s:
+        verdicts = {v: queries.list_events(session=s, study_id=seeded["pe"]) for v in ("x",)}["x"]
+        report = queries.get_report(session=s, study_id=seeded["pe"])
+        added = queries.list_reader_findings(session=s, study_id=seeded["pe"])
+        rs = s.exec(sa.select(ReadingSession).where(ReadingSession.study_id == seeded["pe"])).scalars().all()
+        study = queries.get_study(session=s, study_id=seeded["pe"])
+    assert [(e.detail["finding_id"], e.detail["verdict"]) for e in verdicts if e.action == "verdict"] == [
+        (findings[1].id, "rejected"),
+        (findings[0].id, "confirmed"),
+    ]
+    assert report.embolism is True and report.nodule is False and report.signed_by == "reader1"
+    assert (added[0].center_k, added[0].center_j, added[0].center_i, added[0].center_z_mm) == (10, 60, 70, -275.0)
+    assert len(rs) == 1 and rs[0].closed_at is not None and rs[0].active_seconds >= 0 and rs[0].ai_shown
+    assert study.status == "signed" and study.claimed_by is None
+
+
+def test_ai_hidden_arm_hides_scores_findings_and_overlays(seeded, monkeypatch):
+    """Test that a case drawn into the AI-hidden arm shows no AI output and the arm is recorded."""
+    from inference.config import get_settings
+
+    monkeypatch.setenv("TRIAGE_AI_HIDDEN_FRACTION", "1")
+    get_settings.cache_clear()
+    at = _open_review(seeded)
+    page = texts(at)
+    assert "AI-hidden study arm" in page and "AI findings" not in page and "93%" not in page
+    assert not [t for t in at.toggle if t.label in ("Nodules", "PE", "Heatmap")]
+    with _session() as s:
+        rows = s.exec(sa.select(ReadingSession.ai_shown).where(ReadingSession.study_id == seeded["pe"])).all()
+    assert rows == [(False,)]
+
+
+def test_failed_study_opens_with_its_reason(seeded):
+    """Test that a failed study without images opens with its reason and a PACS hint, not an error."""
+    at = _open_review(seeded, "failed")
+    page = texts(at)
+    assert "model crashed" in page and "read it on PACS" in page
+
+
+def test_analytics_labels_simulated_data_and_counts_readings(seeded):
+    """Test that the analytics page labels simulated readings and counts every reading case."""
+    with _session() as s:
+        counts = simulate_reading_history(session=s, rng=np.random.default_rng(0), n_studies=30)
+    at = app("reader1")
+    at.switch_page("views/analytics.py")
+    at.run()
+    assert not at.exception, at.exception
+    page = texts(at)
+    assert "SIMULATED" in page and f"{counts['readings']} of {counts['readings']} reading sessions" in page
+    assert f"Readings (cases) {counts['readings']}" in page
+    assert len(at.get("download_button")) >= 6
+
+
+def test_users_page_is_for_admins(seeded):
+    """Test that an admin sees the accounts and a reader does not get the page."""
+    at = app("admin", role="admin")
+    at.switch_page("views/users.py")
+    at.run()
+    assert not at.exception and "Audit trail" in texts(at)
+    names = at.dataframe[0].value["username"].tolist()
+    assert {"reader1", "reader2", "admin"} <= set(names)
+
+
+def test_outdated_schema_is_a_message_not_a_traceback(data_dir):
+    """Test that a database without the schema shows the `triage db upgrade` message."""
+    data_dir.mkdir(parents=True)
+    at = app("reader1")
+    at.run()
+    assert not at.exception
+    assert "triage db upgrade" in texts(at)
+
+
+def test_html_name_in_review_header_is_text(seeded):
+    """Test that a patient name with HTML is escaped in the viewer header too."""
+    at = _open_review(seeded, "html")
+    page = texts(at)
+    assert HTML_NAME not in page and "&lt;script&gt;" in page

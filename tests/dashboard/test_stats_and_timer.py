@@ -1,0 +1,82 @@
+"""Test the reading timer, the arm assignment and the analytics statistics (pure functions)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from dashboard.components import charts
+from dashboard.components.timer import ActivityClock, format_seconds, format_wait
+from dashboard.reading import assign_arm
+
+
+def test_clock_counts_gaps_up_to_the_idle_cap():
+    """Test that gaps between interactions count fully up to the cap and only the cap beyond it."""
+    clock = ActivityClock(idle_cap_s=60)
+    for t in (0, 10, 40, 1000, 1005):
+        clock.touch(t)
+    assert clock.active_s == pytest.approx(10 + 30 + 60 + 5)
+    assert clock.total(1010) == pytest.approx(110) and clock.total(5000) == pytest.approx(165)
+    assert ActivityClock().total(123) == 0.0
+
+
+def test_formats():
+    """Test the time formats of the timer and the worklist."""
+    assert format_seconds(75.4) == "1:15" and format_seconds(3725) == "1:02:05" and format_seconds(None) == "–"
+    assert format_wait(12.9) == "12 min" and format_wait(185) == "3 h 05" and format_wait(60 * 52) == "2 d 4 h"
+
+
+def test_arm_keeps_the_recorded_arm_and_draws_the_configured_share():
+    """Test that a study keeps its first arm and that about `fraction` of new cases are hidden."""
+    assert assign_arm(False, 0.0) is False and assign_arm(True, 1.0) is True
+    rng = random.Random(3)
+    hidden = sum(not assign_arm(None, 0.3, rng) for _ in range(4000))
+    assert 0.27 < hidden / 4000 < 0.33
+    assert assign_arm(None, 1.0) is False and assign_arm(None, 0.0) is True
+
+
+def test_bootstrap_interval_contains_the_median_and_narrows_with_n():
+    """Test the percentile bootstrap of the median."""
+    rng = np.random.default_rng(0)
+    small = rng.lognormal(5, 0.5, 20)
+    big = rng.lognormal(5, 0.5, 2000)
+    m, lo, hi = charts.bootstrap_median_ci(small, np.random.default_rng(1))
+    assert lo <= m <= hi and m == pytest.approx(np.median(small))
+    _, blo, bhi = charts.bootstrap_median_ci(big, np.random.default_rng(1), n_boot=500)
+    assert (bhi - blo) < (hi - lo)
+    assert charts.bootstrap_median_ci([], rng) == (None, None, None)
+
+
+def test_relative_change_detects_a_speed_up():
+    """Test that reading 20 % faster with AI gives a change near -0.2 with an interval excluding 0."""
+    rng = np.random.default_rng(0)
+    without = rng.lognormal(np.log(300), 0.3, 300)
+    with_ai = rng.lognormal(np.log(240), 0.3, 300)
+    point, lo, hi = charts.relative_change_ci(with_ai, without, np.random.default_rng(2), n_boot=500)
+    assert point == pytest.approx(np.median(with_ai) / np.median(without) - 1)
+    assert -0.3 < point < -0.1 and lo < point < hi < 0
+    assert charts.relative_change_ci([], without, rng) == (None, None, None)
+
+
+def test_calibration_bins():
+    """Test the reliability table against hand-counted bins."""
+    rows = charts.calibration_bins([0.05, 0.08, 0.95, 0.91, 1.0], [False, True, True, True, False], n_bins=10)
+    assert rows == [
+        {"bin": "0.0–0.1", "n": 2, "mean_score": 0.065, "observed": 0.5},
+        {"bin": "0.9–1.0", "n": 3, "mean_score": 0.9533, "observed": 0.6667},
+    ]
+
+
+def test_embedding_map_separates_two_scanners():
+    """Test that the 2-D map (t-SNE with scikit-learn) keeps two well-separated scanner clusters apart."""
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(0, 0.1, (15, 8)), rng.normal(5, 0.1, (15, 8))])
+    xy, method = charts.embed_2d(x)
+    assert xy.shape == (30, 2) and method in ("t-SNE", "PCA (fallback, not t-SNE)")
+    a, b = xy[:15].mean(axis=0), xy[15:].mean(axis=0)
+    spread = max(xy[:15].std(axis=0).max(), xy[15:].std(axis=0).max())
+    assert np.linalg.norm(a - b) > 3 * spread
+    small, method = charts.embed_2d(x[:3])
+    assert small.shape == (3, 2) and "PCA" in method

@@ -1,0 +1,113 @@
+"""Playwright in Chromium against the real dashboard server: sign in, read a case end to end, bad input."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page, expect
+from sqlmodel import Session
+
+from db import queries
+from db.session import create_db_engine
+from tests.dashboard.seed import HTML_NAME, PASSWORD
+from tests.e2e.conftest import ARTIFACTS, Server
+
+T = 30_000  # first renders take 4-5 s on this machine; be generous
+
+
+def sign_in(page: Page, server: Server, user: str = "reader1", path: str = "") -> None:
+    page.goto(f"{server.url}/{path}")
+    page.get_by_label("Username").fill(user, timeout=T)
+    page.get_by_role("textbox", name="Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("signed-in-as")).to_contain_text(user, timeout=T)
+
+
+def db(server: Server) -> Session:
+    return Session(create_db_engine(server.db_url()), expire_on_commit=False)
+
+
+def test_worklist_after_sign_in_puts_critical_pe_first(page: Page, server: Server):
+    """Test that after sign-in the worklist shows the critical PE first, attention reasons and names as text."""
+    sign_in(page, server)
+    badges = page.get_by_test_id("wl-badge")
+    expect(badges.first).to_have_text("CRITICAL PE", timeout=T)
+    expect(page.get_by_text("NEEDS ATTENTION")).to_be_visible()
+    expect(page.get_by_text("model crashed")).to_be_visible()
+    expect(page.get_by_text(HTML_NAME)).to_be_visible()  # rendered as literal text, not as markup
+    assert page.locator("b", has_text="Bold").count() == 0
+    expect(page.get_by_test_id("research-banner")).to_contain_text("not a medical device")
+    page.screenshot(path=str(ARTIFACTS / "worklist.png"))
+
+
+def test_read_a_critical_case_end_to_end(page: Page, server: Server):
+    """Test open → scroll → overlays → confirm/reject → add missed finding → sign → analytics counts it."""
+    pe = server.ids["pe"]
+    sign_in(page, server)
+    page.locator(f".st-key-wl_row_{pe}").get_by_role("button", name="Open").click()
+    label = page.get_by_test_id("vw-label-axial")
+    expect(label).to_have_text("AXIAL 21/40", timeout=T)
+    axial_slider = page.locator(".st-key-vw_k").get_by_role("slider")
+    axial_slider.focus()
+    for _ in range(3):
+        axial_slider.press("ArrowRight")
+    expect(label).to_have_text("AXIAL 24/40", timeout=T)
+    heat = page.locator(".st-key-ov_heat input")
+    heat.check(force=True)
+    expect(heat).to_be_checked(timeout=T)
+    page.locator(".st-key-vw_preset").get_by_text("Mediastinum").click()
+    expect(page.locator(".st-key-vw_level")).to_contain_text("40", timeout=T)
+
+    with db(server) as s:
+        findings = queries.get_findings(session=s, study_id=pe)
+    page.locator(f".st-key-confirmed_{findings[0].id} button").click()
+    expect(page.locator(f".st-key-finding_{findings[0].id}")).to_contain_text("confirmed", timeout=T)
+    page.locator(f".st-key-rejected_{findings[1].id} button").click()
+    expect(page.locator(f".st-key-finding_{findings[1].id}")).to_contain_text("rejected", timeout=T)
+
+    frame = page.frame_locator(".st-key-img_axial iframe")
+    frame.locator("img").click(position={"x": 60, "y": 80}, timeout=T)
+    form = page.locator(".st-key-add_finding")
+    expect(form).to_contain_text("Marked on axial", timeout=T)
+    marked = re.search(r"\(k, j, i\) = \((\d+), (\d+), (\d+)\)", form.inner_text())
+    assert marked and int(marked.group(1)) == 23  # the slice we scrolled to (0-based)
+    form.get_by_role("button", name="Add finding").click()
+    expect(page.get_by_text("Your added findings")).to_be_visible(timeout=T)
+    page.screenshot(path=str(ARTIFACTS / "viewer.png"))
+
+    page.locator(".st-key-rep_pe").get_by_text("yes").click()
+    page.get_by_role("button", name="Sign report").click()
+    expect(page.get_by_text("Signed. Active reading time")).to_be_visible(timeout=T)
+
+    with db(server) as s:
+        report = queries.get_report(session=s, study_id=pe)
+        added = queries.list_reader_findings(session=s, study_id=pe)
+        events = [e.action for e in queries.list_events(session=s, study_id=pe)]
+    assert report.embolism and not report.nodule and report.signed_by == "reader1"
+    assert len(added) == 1 and added[0].center_k == 23 and added[0].center_x_mm is not None
+    assert events.count("verdict") == 2 and "open" in events and "sign" in events
+
+    page.get_by_role("link", name="Analytics").click()
+    expect(page.get_by_test_id("stMetric").first).to_contain_text("1", timeout=T)
+    expect(page.get_by_test_id("stMetric").first).to_contain_text("Readings (cases)")
+    page.screenshot(path=str(ARTIFACTS / "analytics.png"))
+
+
+def test_case_url_without_sign_in_shows_no_patient_data(page: Page, server: Server):
+    """Test that asking for a case by URL without signing in shows only the sign-in form."""
+    page.goto(f"{server.url}/review?study={server.ids['routine']}")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=T)
+    body = page.locator("body").inner_text()
+    assert "Routine^Ron" not in body and "PID-ROUT" not in body and "AXIAL" not in body
+
+
+def test_stale_claim_can_be_taken_over(page: Page, server: Server):
+    """Test that a study held by another reader names the holder and a stale claim can be taken over."""
+    held = server.ids["held"]
+    sign_in(page, server)
+    page.locator(f".st-key-wl_row_{held}").get_by_role("button", name="Open").click()
+    expect(page.get_by_text("reader2 is reading this study")).to_be_visible(timeout=T)
+    page.get_by_role("button", name="Take over this study").click()
+    expect(page.get_by_test_id("signed-in-as")).to_contain_text(f"reading study #{held}", timeout=T)
+    with db(server) as s:
+        assert queries.get_study(session=s, study_id=held).claimed_by == "reader1"
