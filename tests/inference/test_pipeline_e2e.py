@@ -224,3 +224,36 @@ def test_model_failure_ends_as_failed_with_reason(studies, tmp_path):
         _stop(worker)
         log.close()
     assert row["needs_attention"] is True and "sha256" in row["attention_reason"]
+
+
+def test_analyze_reports_the_annotated_nodule_on_real_lidc_0001(shared_data, tmp_path):
+    """Test that on the real LIDC-IDRI-0001 slices a nodule is reported where the four readers outlined it."""
+    import xml.etree.ElementTree as ET
+
+    from inference.dicom import read_volume
+
+    case = shared_data / "lidc-idri-slices" / "LIDC-IDRI-0001"
+    ns = {"l": "http://www.nih.gov"}
+    root = ET.parse(shared_data / "lidc-idri-slices" / "xml" / "LIDC-IDRI-0001_69.xml").getroot()
+    pts = []  # (x_px, y_px, z_mm) of every contour point of nodules outlined on >= 5 slices
+    for nod in root.iter("{http://www.nih.gov}unblindedReadNodule"):
+        rois = nod.findall("l:roi", ns)
+        if len(rois) < 5:
+            continue
+        for roi in rois:
+            z = float(roi.findtext("l:imageZposition", namespaces=ns))
+            for e in roi.findall("l:edgeMap", ns):
+                pts.append(
+                    (float(e.findtext("l:xCoord", namespaces=ns)), float(e.findtext("l:yCoord", namespaces=ns)), z)
+                )
+    x_px, y_px, z_mm = np.mean(pts, axis=0)
+    vol = read_volume(case)
+    truth_mm = vol.voxel_to_patient((0, y_px, x_px))
+    truth_mm[2] = z_mm
+    out = cli("analyze", "--json", case, env={"TRIAGE_DATA_DIR": str(tmp_path)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout)
+    nodules = [f for f in res["findings"] if f["kind"] == "nodule"]
+    assert nodules, f"no nodule reported; scores {res['scores']}"
+    dist = min(np.linalg.norm(np.array(f["center_mm"]) - truth_mm) for f in nodules)
+    assert dist <= 10.0, f"nearest reported nodule is {dist:.1f} mm from the readers' centroid"
