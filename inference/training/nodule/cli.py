@@ -1,0 +1,96 @@
+"""``triage train|evaluate|export nodule ...``: argument parsing only; the work is in ``api`` / ``evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from inference.training.nodule.config import NoduleConfig
+
+DEFAULT_MODELS = Path(__file__).resolve().parents[3] / "assets" / "models"
+
+
+def _config(args: argparse.Namespace) -> NoduleConfig:
+    cfg = NoduleConfig.load(args.config)
+    if args.quick:
+        cfg = cfg.quick()
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    return cfg
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="JSON file overriding NoduleConfig fields")
+    p.add_argument("--quick", action="store_true", help="a few iterations on tiny patches (tests, smoke runs)")
+    p.add_argument("--work-dir", help="checkpoints, patches and logs (default var/nodule)")
+
+
+def _train(argv: list[str]) -> int:
+    from inference.training.nodule import api
+
+    p = argparse.ArgumentParser(prog="triage train nodule", description="Train the nodule models (CPU or CUDA).")
+    _common(p)
+    p.add_argument("--stage", action="append", choices=api.STAGES,
+                   help="stage(s) to run, in order data, teacher, cls, student, vit (default: all)")
+    p.add_argument("--minutes", action="append", default=[], metavar="STAGE=MIN",
+                   help="wall-clock cap of a stage, e.g. teacher=12 (stops early, recorded in the summary)")
+    p.add_argument("--resume", action="store_true", help="continue teacher/vit from their checkpoints")
+    args = p.parse_args(argv)
+    cfg = _config(args)
+    stages = [s for s in api.STAGES if s in (args.stage or api.STAGES)]
+    if min(cfg.patch) < 64 and "vit" in stages:  # SwinUNETR needs >= 64 voxels per side
+        print("skipping stage vit: SwinUNETR needs patches of at least 64 voxels")
+        stages.remove("vit")
+    minutes = {k: float(v) for k, v in (m.split("=", 1) for m in args.minutes)}
+    out = api.train(cfg, stages, minutes=minutes, command=api.command_line(), resume=args.resume)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def _export(argv: list[str]) -> int:
+    from inference.training.nodule import api
+
+    p = argparse.ArgumentParser(prog="triage export nodule",
+                                description="Export checkpoints to ONNX (+ fp16, INT8 QDQ) and write model cards.")
+    _common(p)
+    p.add_argument("--out", help="model directory (default assets/models; WORK_DIR/models with --quick)")
+    p.add_argument("--which", default="teacher,cls,student,vit", help="comma list of teacher,cls,student,vit")
+    args = p.parse_args(argv)
+    cfg = _config(args)
+    work = Path(cfg.work_dir)
+    which = [w for w in args.which.split(",") if (work / ("cls.pt" if w == "cls" else f"seg_{w}.pt")).exists()]
+    out = Path(args.out) if args.out else (Path(cfg.work_dir) / "models" if args.quick else DEFAULT_MODELS)
+    res = api.export_all(Path(cfg.work_dir), out, which=which, command=api.command_line())
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def _evaluate(argv: list[str]) -> int:
+    from inference.training.nodule import evaluate
+
+    p = argparse.ArgumentParser(prog="triage evaluate nodule",
+                                description="Evaluate the exported nodule models through the ONNX serving path "
+                                            "(inference.models.nodule) on held-out data; writes the numbers to the "
+                                            "model cards.")
+    p.add_argument("--model-dir", default=str(DEFAULT_MODELS))
+    p.add_argument("--seg", default="nodule_seg", help="segmentation model to evaluate")
+    p.add_argument("--calibrate", action="store_true",
+                   help="first fit Platt scaling of the classifier on the validation split (seeds 20000+)")
+    p.add_argument("--splits", default="test,unseen,lidc-inserted,lidc-real",
+                   help="comma list of val,test,unseen,lidc-inserted,lidc-real")
+    p.add_argument("--n-val", type=int, default=16)
+    p.add_argument("--n-test", type=int, default=60)
+    p.add_argument("--n-unseen", type=int, default=20)
+    p.add_argument("--n-inserted", type=int, default=12)
+    p.add_argument("--no-write", action="store_true", help="print only; leave the cards unchanged")
+    p.add_argument("--quick", action="store_true", help="2 studies per split (smoke test)")
+    args = p.parse_args(argv)
+    res = evaluate.run(args)
+    print(json.dumps(res, indent=2, default=float))
+    return 0
+
+
+def main(command: str, argv: list[str]) -> int:
+    """Entry point used by ``inference/training/cli.py``."""
+    return {"train": _train, "export": _export, "evaluate": _evaluate}[command](argv)
