@@ -51,6 +51,8 @@ def _export(argv: list[str]) -> int:
     ap.add_argument("--out", default=str(ASSETS), help="model directory")
     ap.add_argument("--n-val", type=int, default=32, help="validation studies for calibration")
     ap.add_argument("--no-student", action="store_true")
+    ap.add_argument("--train-command", default="triage train pe --minutes 22 --out var/pe-runs/main",
+                    help="the command that trained the checkpoint (recorded in the card)")
     a = ap.parse_args(argv)
     data.build_split(Path(a.cache), "val", a.n_val)
     out = Path(a.out)
@@ -75,7 +77,7 @@ def _export(argv: list[str]) -> int:
         p_real = export.parity(model, onnx_path, real_x) if real_x is not None else None
         z, y = export.val_logits(onnx_path, a.cache, a.n_val)
         card = export.build_card(name, onnx_path, model, ck, logits=z, y=y, parity_random=p_rand,
-                                 parity_real=p_real, role=which, command=command)
+                                 parity_real=p_real, role=which, command=command, train_command=a.train_command)
         export.write_card(card, out / f"{name}.json")
         print(f"{name}: {onnx_path.stat().st_size / 1e6:.2f} MB, {card.parameters} parameters, parity "
               f"random {p_rand:.2e} real {p_real}, Platt {card.calibration.params}, ECE "

@@ -99,7 +99,8 @@ def synthetic_sample(seed: int, profile: str, positive: bool) -> tuple[Sample | 
 
 def insert_embolus(hu: np.ndarray, arteries: np.ndarray, spacing_mm: tuple[float, float, float],
                    rng: np.random.Generator, *, occlusive: bool | None = None, length_mm: float | None = None,
-                   min_radius_mm: float = 1.5) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+                   min_radius_mm: float = 1.5, edt: np.ndarray | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Insert one filling defect (10..60 HU clot) into the opacified lumen ``arteries``.
 
     Occlusive clots fill the lumen over a ball of radius ``length/2``; partial ones leave a contrast rim
@@ -109,7 +110,8 @@ def insert_embolus(hu: np.ndarray, arteries: np.ndarray, spacing_mm: tuple[float
         (new HU as float32, clot mask bool, description).
     """
     sp = np.asarray(spacing_mm, np.float64)
-    edt = ndimage.distance_transform_edt(arteries, sampling=sp)
+    if edt is None:  # lumen radius map (mm); callers inserting often into one study pass it precomputed
+        edt = ndimage.distance_transform_edt(arteries, sampling=sp)
     cand = np.argwhere(edt >= min_radius_mm)
     if len(cand) == 0:
         cand = np.argwhere(arteries)

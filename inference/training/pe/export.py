@@ -81,7 +81,7 @@ def git_commit() -> str:
 
 def build_card(name: str, onnx_path: Path, model: PECnnLstm, ck: dict[str, Any], *, logits: np.ndarray,
                y: np.ndarray, parity_random: float, parity_real: float | None, role: str,
-               command: str) -> ModelCard:
+               command: str, train_command: str = "") -> ModelCard:
     """The model card: spec, calibration (Platt on validation) and critical threshold (90 % val specificity)."""
     a, b = metrics.fit_platt(logits, y)
     p_raw, p_cal = metrics.sigmoid(logits), metrics.sigmoid(a * logits + b)
@@ -115,7 +115,13 @@ def build_card(name: str, onnx_path: Path, model: PECnnLstm, ck: dict[str, Any],
                           "their own emboli plus emboli inserted on the fly into negatives and into the real CTA "
                           "crop (TotalSegmentator test data, treated as PE-free background: an assumption, it has "
                           "no PE label)",
-                  "command": command, "git_commit": git_commit(), "steps": ck.get("steps"),
+                  "method": "phase 1: slice CNN + CAM head on clot-centred single-slice 64x64 patches (CAM "
+                            "supervised with the clot mask on its 1/4 grid, slice-head BCE); phase 2: CNN frozen, "
+                            "bidirectional LSTM + study/slice heads on 24-slice windows of the full 128x128 crop; "
+                            "the student learns jointly from labels and the teacher's detached outputs (online "
+                            "distillation); AdamW, cosine schedule per phase, fp32",
+                  "command": train_command or command, "export_command": command, "git_commit": git_commit(),
+                  "steps": ck.get("steps"),
                   "seconds": round(float(ck.get("seconds", 0))), "hardware": f"{ck.get('device', 'cpu')} "
                   f"({platform.processor() or platform.machine()}, {cfg.get('threads', 2)} threads), fp32",
                   "config": cfg, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.transforms import Compose, RandAdjustContrast, RandFlip, RandGaussianNoise, RandShiftIntensity
+from monai.transforms import Compose, RandAdjustContrast, RandGaussianNoise, RandShiftIntensity
 
 from inference.training.pe import data
 from inference.training.pe.net import PECnnLstm, count_parameters, student
@@ -32,8 +32,9 @@ class TrainConfig:
     minutes: float = 30.0
     max_steps: int = 100_000
     batch: int = 2
-    window: int = 32
-    crop: int = 96
+    window: int = 24
+    crop: int = 64  # phase 1 patch size
+    seq_crop: int = 128  # phase 2 in-plane size (128 = the whole serving crop)
     lr: float = 2e-3
     real_fraction: float = 0.3
     insert_p: float = 0.5
@@ -43,12 +44,15 @@ class TrainConfig:
     quick: bool = False
     fixed_batch: bool = False  # reuse the first batch every step (overfitting sanity check in tests)
     resume: str = ""  # checkpoint to continue from (weights only; the schedule restarts)
+    cnn_fraction: float = 0.7  # share of the budget for phase 1 (slice CNN + CAM on clot-centred patches)
+    patch_studies: int = 6  # phase 1: studies per batch
+    patches: int = 8  # phase 1: patches per study
 
 
 def augmentations() -> Compose:
-    """MONAI intensity/flip augmentation on a (S, H, W) window (channel-first = slices)."""
+    """MONAI intensity augmentation on a (S, H, W) window (channel-first = slices); the left-right flip is done
+    with the clot mask in ``Source.draw``."""
     return Compose([
-        RandFlip(prob=0.5, spatial_axis=1),  # left-right (x)
         RandShiftIntensity(offsets=0.02, prob=0.5),  # ±20 HU calibration shift
         RandAdjustContrast(prob=0.3, gamma=(0.8, 1.25)),
         RandGaussianNoise(prob=0.5, std=0.012),  # ~12 HU extra noise
@@ -73,6 +77,7 @@ class Source:
             self.real = None
         self.aug = augmentations()
         self.aug.set_random_state(seed=cfg.seed)
+        self.edt: dict[int, np.ndarray] = {}
 
     def refresh(self) -> int:
         """Load cache files written since the last call (the cache may still be growing)."""
@@ -85,20 +90,57 @@ class Source:
                     pass  # being written
         return len(self.samples)
 
-    def draw(self) -> tuple[np.ndarray, np.ndarray]:
-        """One example: windowed input (S, H, W) float32 and slice labels (S,)."""
+    def study(self) -> tuple[np.ndarray, np.ndarray]:
+        """A random study (HU, clot mask); negatives get 1-2 inserted emboli with probability ``insert_p``."""
         cfg, rng = self.cfg, self.rng
         use_real = self.real is not None and (rng.random() < cfg.real_fraction or not self.samples)
         s = self.real if use_real else self.samples[int(rng.integers(len(self.samples)))]
         assert s is not None
         hu, clot = s.hu, s.clot
         if not clot.any() and s.arteries.sum() > 20 and rng.random() < cfg.insert_p:
+            sp = tuple(data.PREPROCESSING.spacing_mm)
+            if id(s) not in self.edt:
+                from scipy import ndimage
+
+                self.edt[id(s)] = ndimage.distance_transform_edt(s.arteries, sampling=sp).astype(np.float32)
             hu_f = hu.astype(np.float32)
             clot = np.zeros_like(clot)
             for _ in range(int(rng.integers(1, 3))):
-                hu_f, m, _ = data.insert_embolus(hu_f, s.arteries, tuple(data.PREPROCESSING.spacing_mm), rng)
+                hu_f, m, _ = data.insert_embolus(hu_f, s.arteries, sp, rng, edt=self.edt[id(s)])
                 clot |= m
             hu = hu_f
+        return hu, clot
+
+    def patch_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Phase 1: single-slice patches (B, 1, 1, c, c), half of them centred near a clot."""
+        cfg, rng, c = self.cfg, self.rng, self.cfg.crop
+        xs, ms = [], []
+        for _ in range(cfg.patch_studies):
+            hu, clot = self.study()
+            ks = np.flatnonzero(clot.reshape(len(clot), -1).sum(1) >= data.MIN_CLOT_VOXELS)
+            for _ in range(cfg.patches):
+                if len(ks) and rng.random() < 0.5:
+                    k = int(rng.choice(ks))
+                    cy, cx = np.argwhere(clot[k])[int(rng.integers(int(clot[k].sum())))]
+                    y0 = int(np.clip(cy - rng.integers(8, c - 8), 0, hu.shape[1] - c))
+                    x0 = int(np.clip(cx - rng.integers(8, c - 8), 0, hu.shape[2] - c))
+                else:
+                    k = int(rng.integers(len(hu)))
+                    y0, x0 = int(rng.integers(0, hu.shape[1] - c + 1)), int(rng.integers(0, hu.shape[2] - c + 1))
+                x = data.window(np.asarray(hu[k:k + 1, y0:y0 + c, x0:x0 + c]))
+                m = clot[k:k + 1, y0:y0 + c, x0:x0 + c]
+                if rng.random() < 0.5:
+                    x, m = x[:, :, ::-1], m[:, :, ::-1]
+                xs.append(np.asarray(self.aug(np.ascontiguousarray(x)), np.float32).clip(0.0, 1.0))
+                ms.append(np.ascontiguousarray(m))
+        m = torch.from_numpy(np.stack(ms).astype(np.float32))
+        y = (m.flatten(2).sum(2) >= data.MIN_CLOT_VOXELS).float()
+        return torch.from_numpy(np.stack(xs))[:, :, None], y, m
+
+    def draw(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One example: windowed input (S, H, W) float32, slice labels (S,), clot mask (S, H, W)."""
+        cfg, rng = self.cfg, self.rng
+        hu, clot = self.study()
         labels = (clot.reshape(len(clot), -1).sum(1) >= data.MIN_CLOT_VOXELS).astype(np.float32)
         n, w = len(hu), min(cfg.window, len(hu))
         pos = np.flatnonzero(labels)
@@ -108,7 +150,7 @@ class Source:
         else:
             k0 = int(rng.integers(0, n - w + 1))
         sl = slice(k0, k0 + w)
-        c, H = cfg.crop, hu.shape[1]
+        c, H = min(cfg.seq_crop, hu.shape[1], hu.shape[2]), hu.shape[1]
         cl = np.argwhere(clot[sl])
         if len(cl):
             cy, cx = cl[int(rng.integers(len(cl)))][1:]
@@ -117,39 +159,62 @@ class Source:
         else:
             y0, x0 = int(rng.integers(0, H - c + 1)), int(rng.integers(0, hu.shape[2] - c + 1))
         x = data.window(np.asarray(hu[sl, y0:y0 + c, x0:x0 + c]))
-        lab = (clot[sl, y0:y0 + c, x0:x0 + c].reshape(w, -1).sum(1) >= data.MIN_CLOT_VOXELS).astype(np.float32)
-        x = np.asarray(self.aug(x), np.float32).clip(0.0, 1.0)
-        return x, lab
+        m = clot[sl, y0:y0 + c, x0:x0 + c]
+        lab = (m.reshape(w, -1).sum(1) >= data.MIN_CLOT_VOXELS).astype(np.float32)
+        if rng.random() < 0.5:  # left-right flip of image and mask together
+            x, m = x[:, :, ::-1], m[:, :, ::-1]
+        x = np.asarray(self.aug(np.ascontiguousarray(x)), np.float32).clip(0.0, 1.0)
+        return x, lab, np.ascontiguousarray(m)
 
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, ys = zip(*(self.draw() for _ in range(self.cfg.batch)))
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        xs, ys, ms = zip(*(self.draw() for _ in range(self.cfg.batch)))
         w = min(len(x) for x in xs)
         x = torch.from_numpy(np.stack([x[:w] for x in xs]))[:, :, None]
-        return x, torch.from_numpy(np.stack([y[:w] for y in ys]))
+        m = torch.from_numpy(np.stack([m[:w] for m in ms]).astype(np.float32))
+        return x, torch.from_numpy(np.stack([y[:w] for y in ys])), m
 
 
-def pe_loss(out: tuple[torch.Tensor, ...], y: torch.Tensor, model: PECnnLstm) -> torch.Tensor:
-    """Study BCE + slice BCE (positives up-weighted) + the slice head's own BCE (deep supervision)."""
-    study, slices, cam = out
-    y_study = y.amax(dim=1)
-    pw = torch.tensor(3.0)
-    head = model.head_logits(cam)
-    return (F.binary_cross_entropy_with_logits(study, y_study)
-            + F.binary_cross_entropy_with_logits(slices, y, pos_weight=pw)
-            + 0.5 * F.binary_cross_entropy_with_logits(head, y, pos_weight=pw))
+def cam_target(mask: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
+    """The clot mask (B, S, H, W) max-pooled onto the CAM grid (B, S, h, w)."""
+    b, s, h, w = cam.shape
+    return F.adaptive_max_pool2d(mask.flatten(0, 1)[:, None], (h, w))[:, 0].view(b, s, h, w)
 
 
-def distill_loss(s_out: tuple[torch.Tensor, ...], t_out: tuple[torch.Tensor, ...], y: torch.Tensor,
-                 model: PECnnLstm) -> torch.Tensor:
-    """Half the labels, half the teacher: its study/slice probabilities and its normalised CAM."""
-    kd = (F.binary_cross_entropy_with_logits(s_out[0], torch.sigmoid(t_out[0].detach()))
-          + F.binary_cross_entropy_with_logits(s_out[1], torch.sigmoid(t_out[1].detach()))
-          + F.mse_loss(s_out[2], t_out[2].detach()) * 0.1)
-    return 0.5 * pe_loss(s_out, y, model) + 0.5 * kd
+def cnn_loss(cam: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, model: PECnnLstm) -> torch.Tensor:
+    """Phase 1: the CAM against the clot mask on its grid (dense supervision; the synthetic data knows where
+    every clot is) + the slice head's logit (spatial max of the CAM) against the slice label."""
+    return (F.binary_cross_entropy_with_logits(cam, cam_target(mask, cam), pos_weight=torch.tensor(10.0))
+            + 0.5 * F.binary_cross_entropy_with_logits(model.head_logits(cam), y, pos_weight=torch.tensor(3.0)))
+
+
+def seq_loss(out: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
+    """Phase 2: study BCE + per-slice BCE (positives up-weighted) of the LSTM outputs."""
+    return (F.binary_cross_entropy_with_logits(out[0], y.amax(dim=1))
+            + F.binary_cross_entropy_with_logits(out[1], y, pos_weight=torch.tensor(3.0)))
+
+
+def kd_loss(s_out: tuple[torch.Tensor, ...], t_out: tuple[torch.Tensor, ...], phase: int) -> torch.Tensor:
+    """Distillation: the teacher's (detached) CAM in phase 1, its study/slice probabilities in phase 2."""
+    if phase == 1:
+        return F.mse_loss(s_out[2], t_out[2].detach()) * 0.1
+    return (F.binary_cross_entropy_with_logits(s_out[0], torch.sigmoid(t_out[0].detach()))
+            + F.binary_cross_entropy_with_logits(s_out[1], torch.sigmoid(t_out[1].detach())))
+
+
+def _phase_params(model: PECnnLstm, phase: int) -> list[torch.nn.Parameter]:
+    cnn = list(model.encoder.parameters()) + list(model.cam_head.parameters())
+    if phase == 1:
+        return cnn
+    for p in cnn:  # phase 2: the slice CNN is frozen (and its BatchNorm statistics with it)
+        p.requires_grad_(False)
+    model.encoder.eval()
+    return [p for n, p in model.named_parameters() if not n.startswith(("encoder.", "cam_head."))]
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
-    """Train until ``cfg.minutes`` or ``cfg.max_steps``; writes ``out/ckpt.pt`` and ``out/log.jsonl``."""
+    """Two phases within ``cfg.minutes`` (or ``cfg.max_steps``): (1) the slice CNN and its CAM head on
+    clot-centred single-slice patches, (2) the bidirectional LSTM and the study/slice heads on slice sequences
+    with the CNN frozen. Writes ``out/ckpt.pt`` and ``out/log.jsonl``."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -165,47 +230,57 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         teacher.load_state_dict(ck["teacher"])
         if stud is not None and ck.get("student"):
             stud.load_state_dict(ck["student"])
-    params = list(teacher.parameters()) + (list(stud.parameters()) if stud else [])
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     src = Source(cfg, rng)
     t0, step, log = time.time(), 0, (out / "log.jsonl").open("w")
     losses: list[float] = []
     budget = cfg.minutes * 60.0
-    while step < cfg.max_steps and time.time() - t0 < budget:
-        if step % 50 == 0:
-            src.refresh()
-        frac = min(1.0, (time.time() - t0) / budget) if cfg.max_steps >= 100_000 else step / cfg.max_steps
-        for g in opt.param_groups:  # linear warm-up, cosine decay over the time budget
-            g["lr"] = cfg.lr * min(1.0, (step + 1) / 20) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-        if not cfg.fixed_batch or step == 0:
-            x, y = src.batch()
-            x, y = x.to(device), y.to(device)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
-            t_out = teacher(x)
-            loss = pe_loss(t_out, y, teacher)
-            s_loss = distill_loss(stud(x), t_out, y, stud) if stud else torch.zeros(())
-        opt.zero_grad()
-        (loss + s_loss).backward()
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        opt.step()
-        step += 1
-        losses.append(loss.item())
-        rec = {"step": step, "loss": round(loss.item(), 5), "student_loss": round(s_loss.item(), 5),
-               "pos": int(y.amax(1).sum()), "lr": round(opt.param_groups[0]["lr"], 6),
-               "t": round(time.time() - t0, 1), "n_cached": len(src.samples)}
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
-        if progress and (step % 10 == 0 or step == 1):
-            avg = float(np.mean(losses[-50:]))
-            print(f"step {step} loss {avg:.4f} (last {rec['loss']:.3f}) t={rec['t']:.0f}s/{budget:.0f}s "
-                  f"cache={len(src.samples)}", flush=True)
-        if step % 100 == 0:
-            save(out / "ckpt.pt", teacher, stud, cfg, base_steps + step, base_seconds + time.time() - t0)
+    timed = cfg.max_steps >= 100_000
+    ends = ((cfg.cnn_fraction * budget, int(cfg.cnn_fraction * cfg.max_steps)), (budget, cfg.max_steps))
+    for phase, (t_end, s_end) in enumerate(ends, start=1):
+        models = [m for m in (teacher, stud) if m is not None]
+        params = [p for m in models for p in _phase_params(m, phase)]
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
+        p_start, s_start = time.time() - t0, step
+        while step < s_end and time.time() - t0 < t_end:
+            frac = (time.time() - t0 - p_start) / max(1.0, t_end - p_start) if timed else \
+                (step - s_start) / max(1, s_end - s_start)
+            for g in opt.param_groups:  # linear warm-up, cosine decay over the phase
+                g["lr"] = cfg.lr * min(1.0, (step - s_start + 1) / 10) * (0.05 + 0.475 * (1 + math.cos(math.pi * frac)))
+            if not cfg.fixed_batch or step == s_start:
+                x, y, m = src.patch_batch() if phase == 1 else src.batch()
+                x, y, m = x.to(device), y.to(device), m.to(device)
+            with torch.autocast(device.type, enabled=device.type == "cuda"):
+                t_out = teacher(x)
+                loss = cnn_loss(t_out[2], y, m, teacher) if phase == 1 else seq_loss(t_out, y)
+                s_loss = torch.zeros(())
+                if stud is not None:
+                    s_out = stud(x)
+                    own = cnn_loss(s_out[2], y, m, stud) if phase == 1 else seq_loss(s_out, y)
+                    s_loss = 0.5 * own + 0.5 * kd_loss(s_out, t_out, phase)
+            opt.zero_grad()
+            (loss + s_loss).backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            step += 1
+            losses.append(loss.item())
+            rec = {"step": step, "phase": phase, "loss": round(loss.item(), 5), "student_loss": round(s_loss.item(), 5),
+                   "pos": int(y.amax(1).sum()), "lr": round(opt.param_groups[0]["lr"], 6),
+                   "t": round(time.time() - t0, 1), "n_cached": len(src.samples)}
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            if progress and (step % 10 == 0 or step == s_start + 1):
+                avg = float(np.mean(losses[-20:]))
+                print(f"phase {phase} step {step} loss {avg:.4f} (last {rec['loss']:.3f}) "
+                      f"t={rec['t']:.0f}s/{budget:.0f}s", flush=True)
+            if step % 100 == 0:
+                save(out / "ckpt.pt", teacher, stud, cfg, base_steps + step, base_seconds + time.time() - t0)
+        if phase == 1:
+            p1 = losses[:]
     save(out / "ckpt.pt", teacher, stud, cfg, base_steps + step, base_seconds + time.time() - t0)
     log.close()
-    return {"steps": step, "seconds": round(time.time() - t0, 1), "first_loss": float(np.mean(losses[:5])),
-            "last_loss": float(np.mean(losses[-5:])), "ckpt": str(out / "ckpt.pt"),
-            "n_synthetic": len(src.samples), "real": src.real is not None}
+    return {"steps": step, "seconds": round(time.time() - t0, 1), "first_loss": float(np.mean(p1[:5])),
+            "last_loss": float(np.mean(p1[-5:])), "phase2_last_loss": float(np.mean(losses[len(p1):][-5:] or [0])),
+            "ckpt": str(out / "ckpt.pt"), "n_synthetic": len(src.samples), "real": src.real is not None}
 
 
 def save(path: Path, teacher: PECnnLstm, stud: PECnnLstm | None, cfg: TrainConfig, step: int, seconds: float) -> None:
