@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -76,13 +77,27 @@ def _session_options(threads: int):
 
 
 _fallback_logged: set[tuple[str, str]] = set()
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def nvidia_gpu_present() -> bool:
+    """True when an NVIDIA driver is visible (device node or nvidia-smi); without one, GPU providers are not
+    tried at all (ONNX Runtime would print library-loading errors for each session before falling back)."""
+    return os.path.exists("/dev/nvidiactl") or shutil.which("nvidia-smi") is not None
 
 
 def create_session(card: ModelCard, providers: Sequence[str], threads: int = 0) -> LoadedModel:
     """An ONNX Runtime session on the first provider of ``providers`` that really works."""
     ort = _ort()
     available = set(ort.get_available_providers())
-    wanted = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+    gpu = nvidia_gpu_present()
+    wanted = [p for p in providers if p in available and (gpu or p not in GPU_PROVIDERS)] or ["CPUExecutionProvider"]
+    if not gpu and any(p in GPU_PROVIDERS for p in providers) and ("no-gpu", "") not in _fallback_logged:
+        _fallback_logged.add(("no-gpu", ""))
+        log.warning(
+            "no NVIDIA GPU found; %s are not usable here, running models on CPUExecutionProvider",
+            " and ".join(p for p in providers if p in GPU_PROVIDERS),
+        )
     if "CPUExecutionProvider" not in wanted:
         wanted.append("CPUExecutionProvider")
     last_error: Exception | None = None

@@ -81,7 +81,7 @@ class CaseResult:
         return {
             "study_uid": self.study_uid,
             "series_uid": self.series_uid,
-            "scores": {k: round(float(v), 4) for k, v in self.scores.items()},
+            "scores": {k: None if v is None else round(float(v), 4) for k, v in self.scores.items()},
             "critical": self.critical,
             "findings": [f.to_dict() for f in self.findings],
             "quality": self.quality,

@@ -73,6 +73,9 @@ def test_provider_fallback_to_cpu_is_logged_once(tmp_path, caplog):
     """Test that asking for TensorRT/CUDA on a machine without them falls back to CPU with one plain warning."""
     import onnxruntime as ort
 
+    import inference.engine as engine_module
+
+    engine_module._fallback_logged.clear()  # "once" is per process; start this test from a clean slate
     card = _card(tmp_path)
     wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     with caplog.at_level(logging.WARNING, logger="inference.engine"):
