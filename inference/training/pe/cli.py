@@ -22,10 +22,14 @@ def _train(argv: list[str]) -> int:
     ap.add_argument("--minutes", type=float, default=32.0, help="wall-clock training budget")
     ap.add_argument("--steps", type=int, default=100_000, help="maximum steps")
     ap.add_argument("--n-train", type=int, default=96, help="synthetic training studies to cache first")
+    ap.add_argument("--resume", default="", help="continue from this checkpoint (weights; schedule restarts)")
+    ap.add_argument("--cnn-fraction", type=float, default=0.7, help="share of the budget for phase 1 (slice CNN)")
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--config", help="JSON file with TrainConfig fields (overrides the options)")
     ap.add_argument("--quick", action="store_true", help="a few tiny steps (tests): 6 studies, 8-slice windows")
     a = ap.parse_args(argv)
-    cfg = TrainConfig(cache=a.cache, out=a.out, minutes=a.minutes, max_steps=a.steps)
+    cfg = TrainConfig(cache=a.cache, out=a.out, minutes=a.minutes, max_steps=a.steps, resume=a.resume,
+                      cnn_fraction=a.cnn_fraction, lr=a.lr)
     if a.config:
         cfg = TrainConfig(**{**cfg.__dict__, **json.loads(Path(a.config).read_text())})
     n_train = a.n_train
