@@ -60,7 +60,8 @@ def main() -> None:
         s = generate_study(7, profile="siemens_flash_b30f", size=None, shape=(120, 256, 256), spacing=(2.0, 1.2, 1.2),
                            lesions="nodule")
         prep = prepare(s.volume, card)
-        print(f"volume {s.volume.shape} -> model grid crop {prep.image[prep.box].shape} at {card.preprocessing.spacing_mm}")
+        crop = prep.image[prep.box].shape
+        print(f"volume {s.volume.shape} -> model grid crop {crop} at {card.preprocessing.spacing_mm} mm")
     rows = {}
     for name, fname in VARIANTS.items():
         p = mdir / fname

@@ -39,8 +39,8 @@ def _train(argv: list[str]) -> int:
     args = p.parse_args(argv)
     cfg = _config(args)
     stages = [s for s in api.STAGES if s in (args.stage or api.STAGES)]
-    if min(cfg.patch) < 64 and "vit" in stages:  # SwinUNETR needs >= 64 voxels per side
-        print("skipping stage vit: SwinUNETR needs patches of at least 64 voxels")
+    if args.quick and "vit" in stages and not args.stage:  # the ViT pads crops to 64^3: too slow for --quick
+        print("--quick: skipping stage vit (run it with --stage vit)")
         stages.remove("vit")
     minutes = {k: float(v) for k, v in (m.split("=", 1) for m in args.minutes)}
     out = api.train(cfg, stages, minutes=minutes, command=api.command_line(), resume=args.resume)
@@ -85,6 +85,12 @@ def _evaluate(argv: list[str]) -> int:
     p.add_argument("--n-inserted", type=int, default=12)
     p.add_argument("--no-write", action="store_true", help="print only; leave the cards unchanged")
     p.add_argument("--quick", action="store_true", help="2 studies per split (smoke test)")
+    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    p.add_argument("--variants", type=int, default=0, metavar="N",
+                   help="also compare fp32 / student / INT8 / fp16 / ViT seg variants on the first N test studies")
+    p.add_argument("--save", help="also write the results to this JSON file")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="compute nothing: merge results saved with --save (e.g. splits run in parallel) into the cards")
     args = p.parse_args(argv)
     res = evaluate.run(args)
     print(json.dumps(res, indent=2, default=float))

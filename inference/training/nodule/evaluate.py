@@ -240,14 +240,22 @@ def run(args) -> dict:
     from inference.training.nodule.export import update_card
 
     model_dir = Path(args.model_dir)
-    engine = Engine(model_dir, ["CPUExecutionProvider"], threads=2)
+    engine = Engine(model_dir, ["CPUExecutionProvider"], threads=args.threads)
     cmd = command_line()
     res: dict = {}
+    if args.merge:
+        cmds = []
+        for f in args.merge:
+            d = json.loads(Path(f).read_text())
+            cmds.append(d.pop("_command"))
+            res.update(d)
+        cmd = " && ".join(cmds) + " && " + cmd
+        args.splits = ""
     if args.calibrate:
         n_val = 2 if args.quick else args.n_val
         card = model_dir / f"{CLS_MODEL}.json"
         res["calibration"] = calibrate(engine, args.seg, n_val, card, write=not args.no_write)
-        engine = Engine(model_dir, ["CPUExecutionProvider"], threads=2)
+        engine = Engine(model_dir, ["CPUExecutionProvider"], threads=args.threads)
     sizes = {"val": args.n_val, "test": args.n_test, "unseen": args.n_unseen, "lidc-inserted": args.n_inserted}
     for split in [s for s in args.splits.split(",") if s]:
         t0 = time.time()
@@ -257,11 +265,17 @@ def run(args) -> dict:
             n = 2 if args.quick else sizes[split]
             res[split] = summarise(evaluate_cases(_cases(split, n), engine, args.seg))
         res[split]["seconds"] = round(time.time() - t0, 1)
+    if getattr(args, "variants", 0):
+        from inference.training.nodule.variants import compare
+
+        res["variants"] = compare(model_dir, 2 if args.quick else args.variants, args.threads)
     if "test" in res and "unseen" in res:
         res["unseen_profile_drop"] = {
             "sensitivity_at_1fp_points": round(100 * (res["test"]["sensitivity_at_1fp"]
                                                       - res["unseen"]["sensitivity_at_1fp"]), 1),
             "cpm_points": round(100 * (res["test"]["cpm"] - res["unseen"]["cpm"]), 1)}
+    if args.save:
+        Path(args.save).write_text(json.dumps({**res, "_command": cmd}, indent=2, default=float))
     meta = {"command": cmd, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "path": "inference.models.nodule "
             "(ONNX Runtime, CPUExecutionProvider)", "synthetic": "test/unseen/val are SYNTHETIC studies; "
             "lidc-inserted are real LIDC backgrounds with synthetic inserted nodules; no clinical performance "

@@ -79,9 +79,8 @@ def train_seg(cfg: NoduleConfig, data: dict, kind: str, out: Path, *, max_minute
         net.load_state_dict(ck["state_dict"])
         previous = ck.get("summary", {})
     iters = {"teacher": cfg.seg_iters, "student": cfg.student_iters, "vit": cfg.vit_iters}[kind]
-    if kind == "vit":  # Swin needs multiples of 32
-        cfg = NoduleConfig(**{**cfg.to_dict(), "train_crop": tuple(max(64, (c // 32) * 32) for c in cfg.train_crop)})
-    aug = seg_augment(cfg, cfg.seed)
+    # SwinUNETR needs sides that are multiples of 32 and >= 64 (instance norm at the bottleneck): pad crops
+    aug = seg_augment(cfg, cfg.seed, pad_to=(64, 64, 64) if kind == "vit" else None)
     loss_fn = DiceFocalLoss(sigmoid=True, batch=True, gamma=2.0, lambda_focal=1.0)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(iters, 2), pct_start=0.1)

@@ -19,6 +19,7 @@ from monai.transforms import (
     RandGaussianNoised,
     RandRotate90d,
     RandRotated,
+    SpatialPadd,
 )
 
 from inference.training.nodule.config import NoduleConfig
@@ -26,13 +27,15 @@ from inference.training.nodule.config import NoduleConfig
 KEYS = ("image", "label")
 
 
-def seg_augment(cfg: NoduleConfig, seed: int = 0) -> Compose:
+def seg_augment(cfg: NoduleConfig, seed: int = 0, pad_to: tuple[int, int, int] | None = None) -> Compose:
     """Augmentation for segmentation samples ``{"image": (1, D, H, W), "label": (1, D, H, W)}``; the crop
-    returns a list with one sample."""
+    returns a list with one sample. ``pad_to`` zero-pads crops (SwinUNETR needs multiples of 32)."""
     rot = math.radians(cfg.rotate_deg)
+    pad = [SpatialPadd(KEYS, spatial_size=pad_to)] if pad_to else []
     t = Compose([
         RandCropByPosNegLabeld(KEYS, label_key="label", spatial_size=tuple(cfg.train_crop), pos=1, neg=1,
                                num_samples=1, allow_smaller=True),
+        *pad,
         RandFlipd(KEYS, prob=0.5, spatial_axis=0),
         RandFlipd(KEYS, prob=0.5, spatial_axis=1),
         RandFlipd(KEYS, prob=0.5, spatial_axis=2),
