@@ -78,8 +78,10 @@ def write_synthetic_cases(out: Path, size: str) -> list[dict]:
     study = generate_study(9199, contrast="none", size=size, lesions="none", case_number=999)
     row = write_study(study, out / "case_broken", case_number=999, preview=False)
     files = sorted((out / "case_broken" / "dicom").glob("*.dcm"))
+    withheld = out / "case_broken" / "withheld"  # kept beside, never sent
+    withheld.mkdir()
     for f in files[5 : len(files) - 5 : 4]:
-        f.rename(f.with_suffix(".missing"))  # kept beside, never sent
+        f.rename(withheld / f.name)
     row["label"] = "broken transfer (slices missing)"
     rows.append(row)
     _progress("synthetic case 8/8: broken transfer")
