@@ -333,11 +333,13 @@ def postprocess(out: dict[str, np.ndarray], grid: ModelGrid, region: PARegion, v
     heat = np.clip(cam_to_original(heat_small, grid, volume.shape, box), 0.0, 1.0)
     mask = np.zeros(volume.shape, bool)
     mask[box] = True
-    # peak on the model grid → original voxel
-    t, y, x = np.unravel_index(int(np.argmax(cam)), cam.shape)
-    fy, fx = grid.shape[1] / cam.shape[1], grid.shape[2] / cam.shape[2]
-    peak = grid.to_original(np.array([t, (y + 0.5) * fy - 0.5, (x + 0.5) * fx - 0.5]))
-    peak = np.clip(np.round(peak), 0, np.asarray(volume.shape) - 1).astype(int)
+    if heat.max() > 0:  # the peak is the heatmap's maximum on the original grid
+        peak = np.array(np.unravel_index(int(np.argmax(heat)), heat.shape))
+    else:  # flat (all-negative) CAM: the centre of its highest cell
+        t, y, x = np.unravel_index(int(np.argmax(cam)), cam.shape)
+        fy, fx = grid.shape[1] / cam.shape[1], grid.shape[2] / cam.shape[2]
+        peak = grid.to_original(np.array([t, (y + 0.5) * fy - 0.5, (x + 0.5) * fx - 0.5]))
+        peak = np.clip(np.round(peak), 0, np.asarray(volume.shape) - 1).astype(int)
     peak_mm = tuple(float(v) for v in volume.voxel_to_patient(peak.astype(np.float64)))
     ks = np.arange(volume.shape[0])
     model_k = grid.start_kji[0] + np.arange(len(slice_p)) * grid.step_kji[0]
