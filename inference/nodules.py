@@ -1,5 +1,8 @@
 """Nodule reporting helpers: suggested Lung-RADS v2022 category from size and texture.
 
+(The texture class itself, and the HU above which a voxel counts as solid, come from
+``inference.models.nodule_prep``: ``texture_of`` and ``SOLID_HU``.)
+
 The category is a **suggestion** for the reader (baseline screening rules, size = mean/long-axis diameter
 as measured by the pipeline), never a final read. Lung-RADS v2022 (ACR), baseline:
 
@@ -11,8 +14,6 @@ as measured by the pipeline), never a final read. Lung-RADS v2022 (ACR), baselin
 from __future__ import annotations
 
 import numpy as np
-
-SOLID_HU = -300.0  # voxels above this count as the solid component of a part-solid nodule
 
 
 def solid_component_mm(diameter_mm: float, solid_fraction: float) -> float:
@@ -43,19 +44,3 @@ def lung_rads(diameter_mm: float, texture: str, solid_mm: float | None = None) -
     if d < 8:
         return "3"
     return "4A" if d < 15 else "4B"
-
-
-def texture_from_hu(values: np.ndarray) -> tuple[str, float]:
-    """Texture class and solid fraction from a nodule's voxel HU values.
-
-    Solid: most voxels above -300 HU; ground-glass: almost none; part-solid in between.
-    """
-    v = np.asarray(values, dtype=np.float32)
-    if v.size == 0:
-        return "solid", 1.0
-    frac = float((v > SOLID_HU).mean())
-    if frac >= 0.6:
-        return "solid", frac
-    if frac <= 0.1:
-        return "ground-glass", frac
-    return "part-solid", frac

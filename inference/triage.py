@@ -67,7 +67,8 @@ def image_embedding(volume: Volume) -> list[float]:
 
 
 def _nodule_findings(nod, volume: Volume, min_probability: float) -> list[Finding]:
-    from inference.nodules import SOLID_HU, lung_rads, solid_component_mm
+    from inference.models.nodule_prep import SOLID_HU
+    from inference.nodules import lung_rads, solid_component_mm
 
     findings = []
     for cand in nod.candidates[:MAX_NODULE_FINDINGS]:
