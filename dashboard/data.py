@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,18 @@ def session() -> Iterator[Session]:
 
 # --- worklist ----------------------------------------------------------------------------------------
 @st.cache_data(ttl=5, show_spinner=False)
-def worklist_rows(url: str, statuses: tuple[str, ...], limit: int) -> list[WorklistItem]:
-    """The ranked worklist (``db.queries.worklist``) for ``statuses``, cached for a few seconds."""
+def worklist_rows(
+    url: str, statuses: tuple[str, ...], limit: int, day_range: tuple[date, date] | None = None
+) -> list[WorklistItem]:
+    """The ranked worklist (``db.queries.worklist``) for ``statuses`` and an optional arrival-day range
+    (filtered in SQL, local days), cached for a few seconds."""
+    window = {}
+    if day_range:
+        start = datetime.combine(day_range[0], time.min).astimezone()
+        end = datetime.combine(day_range[1] + timedelta(days=1), time.min).astimezone()
+        window = {"received_from": start, "received_before": end}
     with session() as s:
-        return queries.worklist(session=s, statuses=list(statuses) or None, limit=limit)
+        return queries.worklist(session=s, statuses=list(statuses) or None, limit=limit, **window)
 
 
 @st.cache_data(ttl=5, show_spinner=False)

@@ -102,6 +102,8 @@ def worklist(
     offset: int = 0,
     max_wait_minutes: float | None = None,
     now: datetime | None = None,
+    received_from: datetime | None = None,
+    received_before: datetime | None = None,
 ) -> list[WorklistItem]:
     """One page of the ranked worklist (see the module docstring for the order).
 
@@ -112,6 +114,8 @@ def worklist(
         offset: rows to skip.
         max_wait_minutes: starvation cap (default: ``Settings.max_wait_minutes``).
         now: the reference time for waiting (default: now; tests pass a fixed time).
+        received_from: only studies received at or after this time (filtered in SQL).
+        received_before: only studies received before this time.
 
     Returns:
         The items of the page, best first.
@@ -128,12 +132,17 @@ def worklist(
         (1, [sa.not_(_S.c.critical), sa.or_(attention, overdue)], [_S.c.received_at, _S.c.id]),
         (2, [sa.not_(_S.c.critical), sa.not_(attention), sa.not_(overdue)], [score, _S.c.received_at, _S.c.id]),
     )
+    window = []
+    if received_from is not None:
+        window.append(_S.c.received_at >= as_utc(received_from))
+    if received_before is not None:
+        window.append(_S.c.received_at < as_utc(received_before))
     needed = offset + limit
     ranked: list[tuple[int, Any]] = []
     for rank, where, order in tiers:
         query = (
             sa.select(*(_S.c[name] for name in _COLUMNS), overdue.label("overdue"))
-            .where(_filter(statuses), *where)
+            .where(_filter(statuses), *where, *window)
             .order_by(*order)
             .limit(needed - len(ranked))
         )

@@ -6,7 +6,7 @@ click on "Open" claims the study and opens the review viewer; if another reader 
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 import streamlit as st
 
@@ -39,8 +39,8 @@ def priority_badge(item: WorklistItem) -> str:
     return badge("ROUTINE", "routine")
 
 
-def matches(item: WorklistItem, finding: str, top: dict | None, day_range: tuple[date, ...] | None) -> bool:
-    """Whether a row passes the finding and date filters."""
+def matches(item: WorklistItem, finding: str, top: dict | None) -> bool:
+    """Whether a row passes the finding filter (the date filter runs in SQL)."""
     pe = (item.embolism_score or 0) >= data.settings().pe_critical_threshold or item.critical
     nodule = (item.nodule_score or 0) >= 0.5
     if finding == "PE suspected" and not pe:
@@ -51,10 +51,6 @@ def matches(item: WorklistItem, finding: str, top: dict | None, day_range: tuple
         return False
     if finding == "No AI finding" and (top is not None or item.needs_attention or item.analysed_at is None):
         return False
-    if day_range and len(day_range) == 2:
-        received = item.received_at.date()
-        if not (day_range[0] <= received <= day_range[1]):
-            return False
     return True
 
 
@@ -110,9 +106,9 @@ def filters() -> tuple[tuple[str, ...], str, tuple[date, ...] | None]:
         "Status", list(labels), default=list(OPEN_STATUSES), format_func=labels.get, key="wl_status"
     )
     finding = c2.selectbox("Finding", FINDING_FILTERS, key="wl_finding")
-    today = date.today()
-    days = c3.date_input("Received", value=(today - timedelta(days=30), today), key="wl_dates")
-    day_range = tuple(days) if isinstance(days, (tuple, list)) else None
+    # No default window: an unread study must never drop off the list because it is old.
+    days = c3.date_input("Received", value=(), max_value=date.today(), key="wl_dates")
+    day_range = tuple(days) if isinstance(days, (tuple, list)) and len(days) == 2 else None
     return tuple(statuses), finding, day_range
 
 
@@ -123,9 +119,9 @@ def render() -> None:
     @st.fragment(run_every=data.settings().dashboard_refresh_s)
     def table() -> None:
         url = data.db_url()
-        items = data.worklist_rows(url, statuses or tuple(OPEN_STATUSES), 500)
+        items = data.worklist_rows(url, statuses or tuple(OPEN_STATUSES), 500, day_range)
         tops = data.top_findings_cached(url, tuple(i.id for i in items))
-        shown = [i for i in items if matches(i, finding, tops.get(i.id), day_range)][:100]
+        shown = [i for i in items if matches(i, finding, tops.get(i.id))][:100]
         counts = data.status_counts(url)
         waiting = sum(counts.get(s, 0) for s in ("ready", "in_review"))
         attention = sum(counts.get(s, 0) for s in ("failed", "unsuitable"))

@@ -155,3 +155,15 @@ def test_item_serialisation_and_privacy(session: Session) -> None:
     assert full["patient_name"] == "Secret^Name" and full["received_at"].startswith("2026-01-05T08:00:00")
     redacted = item.to_dict(identifiers=False)
     assert "patient_name" not in redacted and "patient_id" not in redacted
+
+
+def test_arrival_window_is_filtered_in_sql_across_ranks(session: Session) -> None:
+    """Test that received_from/received_before keep only studies that arrived in the window, whatever their rank."""
+    old_critical = make_study(session, received_at=T0 - timedelta(days=40), embolism=0.9)
+    old_overdue = make_study(session, received_at=T0 - timedelta(days=35), nodule=0.1)
+    recent = [make_study(session, received_at=T0 - timedelta(days=d), nodule=0.2 + d / 100) for d in (1, 2, 3)]
+    window = {"received_from": T0 - timedelta(days=7), "received_before": T0}
+    got = queries.worklist(session=session, now=NOW, limit=2, **window)
+    assert [i.id for i in got] == [recent[2].id, recent[1].id]  # priority order, the old ranks left out
+    everything = {i.id for i in queries.worklist(session=session, now=NOW, limit=50)}
+    assert {old_critical.id, old_overdue.id} <= everything
