@@ -40,7 +40,7 @@ class Preprocessing(BaseModel):
 class Calibration(BaseModel):
     """Maps a raw score to a calibrated probability. ``platt``: sigmoid(a * logit(p) + b)."""
 
-    method: str = "none"  # none | platt | temperature | isotonic
+    method: str = "none"  # none | platt | temperature | logistic (classifier + segmentation logits)
     params: dict[str, Any] = Field(default_factory=dict)
     ece_before: float | None = None
     ece_after: float | None = None

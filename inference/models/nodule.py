@@ -7,7 +7,8 @@ Stages (each a function below; the model cards give every number):
 2. ``segment``: Gaussian-blended sliding window of ``nodule_seg`` (outputs ``prob`` and ``attention``).
 3. ``find_candidates``: connected components of ``prob >= thresholds.segmentation`` inside the lungs.
 4. ``score_candidates``: ``nodule_cls`` on a patch centred on each candidate; its logit is calibrated with
-   the card's Platt parameters; its ``cam`` output is the explanation of that score.
+   the card's calibration (Platt on the logit, or ``logistic`` on the logit and the candidate's peak
+   segmentation probability); its ``cam`` output is the explanation of that score.
 5. ``detect_nodules``: all of the above, then each candidate measured on the ORIGINAL grid: centre (k, j, i)
    and LPS mm, long-axis diameter, volume, mean HU, texture; a label volume and a uint8 heatmap on the
    original grid.
@@ -162,8 +163,18 @@ def find_candidates(prob: np.ndarray, lung: np.ndarray, thresholds: dict[str, fl
     return relabel[lab], comps
 
 
-def calibrate(logit: np.ndarray | float, calibration: Any) -> np.ndarray:
-    """Calibrated probability of classifier logits (card ``calibration``: platt, temperature or none)."""
+def seg_logit(seg_max: np.ndarray | float) -> np.ndarray:
+    """Logit of the component's peak segmentation probability (clipped away from 0 and 1)."""
+    p = np.clip(np.asarray(seg_max, np.float64), 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def calibrate(logit: np.ndarray | float, calibration: Any, seg_max: np.ndarray | float | None = None) -> np.ndarray:
+    """Calibrated probability of classifier logits (card ``calibration``: platt, temperature, logistic or none).
+
+    ``logistic`` combines the classifier logit with the logit of the candidate's peak segmentation probability
+    (``z = w_cls * logit + w_seg * logit(seg_max) + b``), fitted on the validation split; it needs ``seg_max``.
+    """
     z = np.asarray(logit, np.float64)
     params = calibration.params if hasattr(calibration, "params") else calibration.get("params", {})
     method = calibration.method if hasattr(calibration, "method") else calibration.get("method", "none")
@@ -171,11 +182,15 @@ def calibrate(logit: np.ndarray | float, calibration: Any) -> np.ndarray:
         z = float(params["a"]) * z + float(params["b"])
     elif method == "temperature":
         z = z / float(params["t"])
+    elif method == "logistic":
+        if seg_max is None:
+            raise ValueError("logistic calibration needs the candidates' peak segmentation probability")
+        z = float(params["w_cls"]) * z + float(params["w_seg"]) * seg_logit(seg_max) + float(params["b"])
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def score_candidates(image: np.ndarray, centers: list[np.ndarray], model: LoadedModel,
-                     *, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def score_candidates(image: np.ndarray, centers: list[np.ndarray], model: LoadedModel, *, batch_size: int = 8,
+                     seg_max: list[float] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Classifier on one patch per candidate centre (model grid).
 
     Returns:
@@ -193,7 +208,8 @@ def score_candidates(image: np.ndarray, centers: list[np.ndarray], model: Loaded
         logits.append(outs[i_logit].reshape(-1))
         cams.append(outs[i_cam][:, 0])
     logit = np.concatenate(logits).astype(np.float64)
-    return logit, calibrate(logit, model.card.calibration), np.concatenate(cams).astype(np.float32)
+    seg = None if seg_max is None else np.asarray(seg_max, np.float64)
+    return logit, calibrate(logit, model.card.calibration, seg), np.concatenate(cams).astype(np.float32)
 
 
 def _component_on_original(prob: np.ndarray, labels: np.ndarray, comp: dict, volume: Volume,
@@ -241,7 +257,8 @@ def detect_nodules(volume: Volume, engine: Any = None, *, seg_name: str = SEG_MO
     t["nodule_segment"] = (time.perf_counter() - t0) * 1000
     t0 = time.perf_counter()
     labels, comps = find_candidates(prob, prep.lung, seg.card.thresholds, prep.spacing)
-    logit, p_cal, cams = score_candidates(prep.image, [c["center"] for c in comps], cls)
+    logit, p_cal, cams = score_candidates(prep.image, [c["center"] for c in comps], cls,
+                                          seg_max=[c["seg_max"] for c in comps])
     t["nodule_classify"] = (time.perf_counter() - t0) * 1000
     t0 = time.perf_counter()
     thr = float(seg.card.thresholds.get("segmentation", 0.5))

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from inference.engine import Engine
-from inference.models.nodule import CLS_MODEL, detect_nodules
+from inference.models.nodule import CLS_MODEL, detect_nodules, seg_logit
 from inference.models.nodule_prep import extract_patch, resample
 from inference.training.nodule import metrics as M
 from inference.training.nodule.config import HELD_OUT_PROFILE, SEEDS, TRAIN_PROFILES
@@ -218,14 +218,20 @@ def calibrate(engine: Engine, seg: str, n: int, card_path: Path, *, write: bool 
     engine._models.pop(CLS_MODEL, None)
     raw = evaluate_cases(_cases("val", n), engine, seg)
     z = np.array([np.log(x["raw"] / max(1 - x["raw"], 1e-12)) for x in raw["cand"]])
+    zs = seg_logit(np.array([x["seg"] for x in raw["cand"]]))
     y = np.array([x["hit"] >= 0 for x in raw["cand"]], float)
     a, b = M.fit_platt(z, y)
-    p_cal = 1 / (1 + np.exp(-(a * z + b)))
-    cal = {"method": "platt", "params": {"a": a, "b": b}, "ece_before": M.ece(1 / (1 + np.exp(-z)), y),
-           "ece_after": M.ece(p_cal, y),
+    w, b2 = M.fit_logistic(np.stack([z, zs], 1), y)
+    p_platt = 1 / (1 + np.exp(-(a * z + b)))
+    p_cal = 1 / (1 + np.exp(-(w[0] * z + w[1] * zs + b2)))
+    cal = {"method": "logistic", "params": {"w_cls": float(w[0]), "w_seg": float(w[1]), "b": b2},
+           "ece_before": M.ece(1 / (1 + np.exp(-z)), y), "ece_after": M.ece(p_cal, y),
+           "platt_only": {"a": a, "b": b, "ece": M.ece(p_platt, y), "auc": M.auc(p_platt, y)},
+           "auc_validation": M.auc(p_cal, y),
            "data": f"validation split: {n} synthetic studies (seeds {SEEDS['val']}+), {len(y)} candidates "
-                   f"({int(y.sum())} true) from the served seg model {seg}; ECE with 10 equal-width bins, "
-                   "in-sample (the test-split ECE is in metrics)"}
+                   f"({int(y.sum())} true) from the served seg model {seg}; logistic regression on the classifier "
+                   "logit and the logit of the candidate's peak segmentation probability; ECE with 10 "
+                   "equal-width bins, in-sample (the test-split ECE is in metrics)"}
     if write:
         card["calibration"] = cal
     else:

@@ -22,21 +22,28 @@ def ece(prob: np.ndarray, label: np.ndarray, n_bins: int = 10) -> float:
     return float(total)
 
 
-def fit_platt(logit: np.ndarray, label: np.ndarray, iters: int = 100, l2: float = 1e-3) -> tuple[float, float]:
-    """Platt scaling: ``(a, b)`` minimising the log loss of ``sigmoid(a * logit + b)`` (Newton, tiny L2)."""
-    z = np.asarray(logit, float).ravel()
+def fit_logistic(features: np.ndarray, label: np.ndarray, iters: int = 100,
+                 l2: float = 1e-3) -> tuple[np.ndarray, float]:
+    """Logistic regression ``sigmoid(features @ w + b)`` by Newton's method with a tiny L2 (weights, bias)."""
+    F = np.asarray(features, float).reshape(len(label), -1)
     y = np.asarray(label, float).ravel()
-    w = np.zeros(2)  # Newton from zero converges for logistic regression; from (1, 0) it can oscillate
-    X = np.stack([z, np.ones_like(z)], 1)
+    X = np.concatenate([F, np.ones((len(y), 1))], 1)
+    w = np.zeros(X.shape[1])  # Newton from zero converges for logistic regression; from (1, 0) it can oscillate
     for _ in range(iters):
         p = 1.0 / (1.0 + np.exp(-(X @ w)))
         g = X.T @ (p - y) + l2 * w
-        H = (X * (p * (1 - p))[:, None]).T @ X + l2 * np.eye(2)
+        H = (X * (p * (1 - p))[:, None]).T @ X + l2 * np.eye(X.shape[1])
         step = np.linalg.solve(H, g)
         w -= step
         if np.abs(step).max() < 1e-9:
             break
-    return float(w[0]), float(w[1])
+    return w[:-1].copy(), float(w[-1])
+
+
+def fit_platt(logit: np.ndarray, label: np.ndarray, iters: int = 100, l2: float = 1e-3) -> tuple[float, float]:
+    """Platt scaling: ``(a, b)`` minimising the log loss of ``sigmoid(a * logit + b)``."""
+    w, b = fit_logistic(np.asarray(logit, float).reshape(-1, 1), label, iters, l2)
+    return float(w[0]), b
 
 
 def auc(score: np.ndarray, label: np.ndarray) -> float:

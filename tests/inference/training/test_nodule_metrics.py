@@ -32,6 +32,25 @@ def test_platt_recovers_known_parameters_and_lowers_ece():
     assert before > 0.1 and after < 0.02
 
 
+def test_two_feature_logistic_recovers_weights_and_serving_applies_them():
+    """Test that the logistic calibration (classifier logit + seg logit) recovers known weights and that the
+    serving ``calibrate`` applies the fitted map exactly (and refuses to run without seg_max)."""
+    from inference.models.nodule import calibrate, seg_logit
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 2, 20000)
+    seg = rng.uniform(0.02, 0.98, 20000)
+    y = rng.random(20000) < 1 / (1 + np.exp(-(0.7 * z + 1.5 * seg_logit(seg) - 0.5)))
+    w, b = M.fit_logistic(np.stack([z, seg_logit(seg)], 1), y)
+    assert w[0] == pytest.approx(0.7, abs=0.07) and w[1] == pytest.approx(1.5, abs=0.12)
+    assert b == pytest.approx(-0.5, abs=0.1)
+    cal = {"method": "logistic", "params": {"w_cls": w[0], "w_seg": w[1], "b": b}}
+    p = calibrate(z[:5], cal, seg[:5])
+    assert np.allclose(p, 1 / (1 + np.exp(-(w[0] * z[:5] + w[1] * seg_logit(seg[:5]) + b))))
+    with pytest.raises(ValueError, match="segmentation"):
+        calibrate(z[:5], cal)
+
+
 def test_auc_and_froc_on_hand_made_candidates():
     """Test AUC (ties half) and FROC sensitivities / CPM on a hand-computed example."""
     assert M.auc([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 1.0
