@@ -196,9 +196,10 @@ class Receiver:
             import sqlalchemy as sa
 
             from db.models import Study
-            from db.session import get_engine, session_scope
+            from db.session import session_scope
+            from inference.intake import open_database
 
-            with session_scope(get_engine(self.settings.resolved_database_url)) as session:
+            with session_scope(open_database(self.settings)) as session:
                 known = dict(session.execute(sa.select(Study.study_uid, Study.status)).all())
         except Exception as exc:
             log.warning("cannot read study states (%s); re-checking every inbox study", type(exc).__name__)

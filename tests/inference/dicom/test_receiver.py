@@ -156,3 +156,26 @@ def test_restarted_receiver_resumes_incomplete_studies(tmp_path):
         assert _wait(lambda: completed == [vol.study_uid])
     finally:
         rec.stop()
+
+
+def test_restart_recovery_reads_states_from_the_embedded_database(tmp_path, caplog):
+    """Test that on restart only inbox studies the database still holds as 'received' are re-tracked: one
+    already queued stays alone, one never registered is resumed, and the embedded database needs no set-up."""
+    from db.ingest import mark_queued, upsert_study
+    from db.session import session_scope
+    from inference.intake import open_database
+
+    settings = Settings(data_dir=tmp_path / "data", receiver_port=_free_port(), study_quiet_period_s=0.3)
+    queued, new = "1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"
+    for uid in (queued, new):
+        (settings.inbox_dir / uid / "series").mkdir(parents=True)
+    first = Receiver(settings, on_complete=lambda uid: None, on_first_instance=lambda uid: None)
+    with caplog.at_level("WARNING", logger="inference"):  # no database yet: it is created, both resumed
+        assert first.resume_incomplete() == [queued, new]
+    with session_scope(open_database(settings)) as session:
+        upsert_study(session=session, study_uid=queued)
+        mark_queued(session=session, study_uid=queued)
+    rec = Receiver(settings, on_complete=lambda uid: None, on_first_instance=lambda uid: None)
+    with caplog.at_level("WARNING", logger="inference"):
+        assert rec.resume_incomplete() == [new]
+    assert "cannot read study states" not in caplog.text
