@@ -232,8 +232,17 @@ def calibrate(engine: Engine, seg: str, n: int, card_path: Path, *, write: bool 
                    f"({int(y.sum())} true) from the served seg model {seg}; logistic regression on the classifier "
                    "logit and the logit of the candidate's peak segmentation probability; ECE with 10 "
                    "equal-width bins, in-sample (the test-split ECE is in metrics)"}
+    # operating point: report candidates down to the calibrated probability that gives 1 FP per scan on val
+    order = np.argsort(-p_cal)
+    fp_per_scan = np.cumsum(y[order] == 0) / max(raw["n_scans"], 1)
+    ok = np.flatnonzero(fp_per_scan <= 1.0)
+    report = round(float(p_cal[order][ok[-1]]), 4) if len(ok) else 0.5
+    cal["report_threshold"] = {"value": report, "rule": "calibrated probability at 1 false positive per scan on "
+                               "the validation split", "true_candidate_share_validation": float(
+                                   y[order][: ok[-1] + 1].sum() / max(y.sum(), 1)) if len(ok) else None}
     if write:
         card["calibration"] = cal
+        card.setdefault("thresholds", {})["report"] = report
     else:
         card["calibration"] = old
     card_path.write_text(json.dumps(card, indent=2) + "\n")
