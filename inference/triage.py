@@ -119,7 +119,8 @@ def analyze(volume: Volume, *, engine=None, settings: Settings | None = None) ->
                 "code": "pe_not_assessable",
                 "severity": "warning",
                 "message": f"pulmonary embolism not assessed: {pe.reason}",
-                "advice": "PE can only be assessed on a CT pulmonary angiogram (contrast-enhanced arteries).",
+                "advice": "PE can only be assessed on a CT pulmonary angiogram (contrast-enhanced arteries) that "
+                "covers the pulmonary arteries.",
             }
         )
     elif p_pe >= float(pe_card.thresholds.get("report", 0.3)) and pe.peak_voxel is not None:

@@ -38,6 +38,7 @@ REGION_DEFAULTS: dict[str, float] = {
     "work_mm": 3.0,  # working resolution of the region search
     "z_margin_mm": 10.0,
     "max_z_mm": 160.0,
+    "min_z_mm": 80.0,  # shorter scans (slabs) cannot show the arteries from the trunk to the lower lobes
     "central_mm": 38.0,  # |x - midline| below: central (trunk / main arteries)
     "lobar_mm": 75.0,  # below: lobar, beyond: segmental
     "saddle_mm": 12.0,  # central and this close to the midline: saddle
@@ -127,6 +128,11 @@ def find_pa_region(volume: Volume, pre: Preprocessing) -> PARegion:
         A ``PARegion``; ``is_ctpa`` is False (with the reason) when no large opacified vessel tree is found.
     """
     p = region_params(pre)
+    empty = np.zeros(volume.shape, bool)
+    extent = volume.shape[0] * float(volume.spacing_mm[0])
+    if extent < p["min_z_mm"]:
+        return PARegion(False, f"the scan covers {extent:.0f} mm craniocaudally; assessing PE needs at least "
+                               f"{p['min_z_mm']:.0f} mm through the pulmonary arteries", empty)
     hu, step = _work_grid(volume, p["work_mm"])
     vox_ml = float(np.prod(np.asarray(volume.spacing_mm) * step)) / 1000.0
     body = hu > -400
@@ -136,7 +142,6 @@ def find_pa_region(volume: Volume, pre: Preprocessing) -> PARegion:
     blood = (hu >= p["blood_hu_low"]) & (hu <= p["blood_hu_high"]) & ~bone
     blood = ndimage.binary_opening(blood, iterations=1)
     lab, n = ndimage.label(blood)
-    empty = np.zeros(volume.shape, bool)
     if n == 0:
         return PARegion(False, f"no contrast-enhanced vessels (HU >= {p['blood_hu_low']:.0f}): not a CTPA", empty)
     # thick structures only (heart, aorta, pulmonary trunk): sternum, scapulae and ribs do not survive erosion

@@ -76,6 +76,19 @@ def test_non_contrast_study_is_not_assessable(engine):
     assert r.heatmap.shape == st.volume.shape and r.heatmap.max() == 0.0
 
 
+def test_short_slab_of_a_ctpa_is_not_assessable(real, engine):
+    """Test that a 40 mm slab of a real CTA (like the LIDC sample stacks) gets no PE probability and says why,
+    while the full study is assessed."""
+    vol, _ = real
+    assert analyze_pe(vol, engine=engine).probability is not None
+    k = vol.shape[0] // 2
+    n = int(40 / vol.spacing_mm[0])
+    slab = vol.with_array(vol.hu[k : k + n].copy())
+    r = analyze_pe(slab, engine=engine)
+    assert r.probability is None and not r.critical and r.confidence == "low"
+    assert "craniocaudally" in r.reason and "80 mm" in r.reason
+
+
 def _central_clot(vol, pa, seed):
     """A central (pulmonary trunk / main artery) occlusive embolus inserted into the real CTA."""
     rng = np.random.default_rng(seed)
