@@ -1,7 +1,9 @@
 """Streamlit entry point: page chrome, database check, the sign-in gate and the ``st.navigation`` router.
 
 Run with ``triage serve`` (or ``streamlit run dashboard/app.py``). Nothing with patient data is drawn
-before sign-in: without a signed-in user the router knows only the sign-in page.
+before sign-in: without a signed-in user the router knows only the sign-in page. A sign-in survives a
+browser reload through the ``triage_session`` cookie (a random token checked against ``db.auth`` on every
+full run; expired, revoked or unknown tokens lead back to the sign-in form).
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ if __package__ in (None, ""):  # `streamlit run dashboard/app.py` puts dashboard
 
 from dashboard import auth, data, reading  # noqa: E402
 from dashboard.components.ui import page_chrome  # noqa: E402
+from db import queries  # noqa: E402
 
 USER_KEY = "user"
+TOKEN_KEY = "auth_token"  # the sign-in token of this browser session (raw; the database has its hash)
+COOKIE_JS_KEY = "auth_cookie_js"  # a cookie script to send with the next full run
 VIEWS = Path(__file__).resolve().parent / "views"
 
 
@@ -36,19 +41,69 @@ def sign_in_page() -> None:
         if user is None:
             st.error("Unknown user or wrong password.")
         else:
+            hours = data.settings().session_hours
+            with data.session() as s:
+                token = auth.start_session(session=s, user=user, hours=hours)
             st.session_state[USER_KEY] = user
+            st.session_state[TOKEN_KEY] = token
+            st.session_state[COOKIE_JS_KEY] = auth.set_cookie_script(token, hours)
             st.rerun()
 
 
 def sign_out(user: auth.SignedIn) -> None:
-    """Close the open case, audit, forget the session."""
+    """Close the open case, audit, revoke the sign-in token, forget the session and clear the cookie."""
     reading.leave_case(user, release=True)
     with data.session() as s:
-        from db import queries
-
+        queries.revoke_auth_session(session=s, token=st.session_state.get(TOKEN_KEY))
         queries.record_event(session=s, actor=user.username, action="sign_out")
     for key in list(st.session_state.keys()):
         del st.session_state[key]
+    st.session_state[COOKIE_JS_KEY] = auth.clear_cookie_script()
+
+
+def _forget(clear_cookie: bool) -> None:
+    for key in (USER_KEY, TOKEN_KEY):
+        st.session_state.pop(key, None)
+    if clear_cookie:
+        st.session_state[COOKIE_JS_KEY] = auth.clear_cookie_script()
+
+
+def signed_in_user() -> auth.SignedIn | None:
+    """The reader of this browser session, re-checked against the database sign-in session on every full
+    run; after a reload the cookie's token restores it. None means: show only the sign-in form."""
+    user: auth.SignedIn | None = st.session_state.get(USER_KEY)
+    token = st.session_state.get(TOKEN_KEY)
+    if user is not None and token is None:
+        return user  # set by server code only (AppTest); a browser sign-in always has a token
+    if user is not None:
+        with data.session() as s:
+            current = auth.resume_session(session=s, token=token)
+        if current is None or current.username != user.username:
+            _forget(clear_cookie=True)  # expired, revoked elsewhere, or the account was disabled
+            return None
+        st.session_state[USER_KEY] = current  # a role change applies at once
+        return current
+    cookie = st.context.cookies.get(auth.COOKIE)
+    if not isinstance(cookie, str) or not cookie:  # (AppTest has no real cookies)
+        return None
+    with data.session() as s:
+        current = auth.resume_session(session=s, token=cookie)
+        if current is not None:
+            queries.record_event(session=s, actor=current.username, action="session_resumed")
+    if current is None:
+        _forget(clear_cookie=True)
+        return None
+    st.session_state[USER_KEY] = current
+    st.session_state[TOKEN_KEY] = cookie
+    return current
+
+
+def send_cookie_script() -> None:
+    """Run a pending cookie script (set after sign-in, clear after sign-out) in the browser, once."""
+    script = st.session_state.pop(COOKIE_JS_KEY, None)
+    if script:
+        with st.container(key="auth_cookie"):  # hidden by the stylesheet
+            st.html(script, unsafe_allow_javascript=True)
 
 
 def top_bar(user: auth.SignedIn) -> None:
@@ -73,7 +128,8 @@ def main() -> None:
     if error:
         st.error(error)
         st.stop()
-    user: auth.SignedIn | None = st.session_state.get(USER_KEY)
+    user = signed_in_user()
+    send_cookie_script()
     if user is None:
         st.navigation([st.Page(sign_in_page, title="Sign in", url_path="signin")], position="hidden").run()
         return

@@ -1,13 +1,17 @@
 """Local accounts: Argon2id password hashes (argon2-cffi), sign-in checks and the signed-in reader.
 
 The Streamlit session holds only a ``SignedIn`` record (username, role) after a successful check; nothing
-with patient data is drawn before it exists (``app.py`` gates every page on it). A hospital that has an
-identity provider puts OIDC in front instead (see ``dashboard/README.md``).
+with patient data is drawn before it exists (``app.py`` gates every page on it). A successful sign-in also
+starts a database sign-in session (``db.auth``) whose random token the browser keeps in the
+``triage_session`` cookie (``SameSite=Strict``, ``Max-Age`` = ``TRIAGE_SESSION_HOURS``), so a reload does
+not sign the reader out; sign-out revokes the token and clears the cookie. A hospital that has an identity
+provider puts OIDC in front instead (see ``dashboard/README.md``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -23,6 +27,9 @@ ROLE_ALIASES = {"radiologist": "reader", "reader": "reader", "admin": "admin"}
 MIN_PASSWORD_LENGTH = 8
 # A hash to verify against when the user does not exist, so both failures take the same time.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
+#: The browser cookie that carries the sign-in token.
+COOKIE = "triage_session"
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
 @dataclass(frozen=True)
@@ -99,3 +106,39 @@ def authenticate(*, session: Session, username: str, password: str) -> SignedIn 
         return None
     queries.record_event(session=session, actor=user.username, action="sign_in")
     return SignedIn(user.username, user.role)
+
+
+def start_session(*, session: Session, user: SignedIn, hours: float) -> str:
+    """A new sign-in token for ``user``, valid ``hours`` (the database keeps only its hash)."""
+    return queries.create_auth_session(session=session, username=user.username, hours=hours)
+
+
+def resume_session(*, session: Session, token: str | None) -> SignedIn | None:
+    """The reader a token from the cookie belongs to, or None (unknown, expired, revoked, user disabled)."""
+    if not isinstance(token, str) or not _TOKEN_CHARS.match(token):
+        return None
+    user = queries.validate_auth_session(session=session, token=token)
+    return SignedIn(user.username, user.role) if user is not None else None
+
+
+def set_cookie_script(token: str, hours: float) -> str:
+    """A ``<script>`` that stores ``token`` in the sign-in cookie for ``hours`` (``Secure`` over HTTPS).
+
+    Raises:
+        ValueError: the token has characters a token from ``db.auth`` never has.
+    """
+    if not _TOKEN_CHARS.match(token):
+        raise ValueError("not a sign-in token")
+    return _cookie_script(f"{COOKIE}={token}; Max-Age={int(hours * 3600)}")
+
+
+def clear_cookie_script() -> str:
+    """A ``<script>`` that deletes the sign-in cookie."""
+    return _cookie_script(f"{COOKIE}=; Max-Age=0")
+
+
+def _cookie_script(value: str) -> str:
+    return (
+        "<script>(function(){var s = location.protocol === 'https:' ? '; Secure' : '';"
+        f"document.cookie = '{value}; Path=/; SameSite=Strict' + s;}})();</script>"
+    )

@@ -95,6 +95,19 @@ class User(SQLModel, table=True):
     created_at: datetime = _ts(nullable=False)
 
 
+class AuthSession(SQLModel, table=True):
+    """A dashboard sign-in that survives a browser reload: only the SHA-256 of its random token is kept."""
+
+    __tablename__ = "auth_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(sa_type=sa.String(64), unique=True, nullable=False)
+    username: str = _user_fk(ondelete="CASCADE")
+    created_at: datetime = _ts(nullable=False)
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    revoked: bool = Field(default=False, nullable=False)
+
+
 class Study(SQLModel, table=True):
     """One CT study: DICOM identity, patient identifiers, life-cycle times, AI scores and the claim."""
 
@@ -291,6 +304,7 @@ class AuditEvent(SQLModel, table=True):
 
 ALL_TABLES = [
     User,
+    AuthSession,
     Study,
     Series,
     AnalysisRun,

@@ -1,7 +1,8 @@
 """Every query function the worker, the CLI and the dashboard call, in one namespace.
 
 All take a keyword-only ``session`` (``sqlmodel.Session``); pages never write SQL. The code lives in
-``ingest.py`` (pipeline writes), ``review.py`` (reading room), ``worklist.py`` and ``analytics.py``.
+``ingest.py`` (pipeline writes), ``review.py`` (reading room), ``auth.py`` (sign-in sessions),
+``worklist.py`` and ``analytics.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from db.analytics import (
     scanner_profile_breakdown,
     turnaround_by_priority,
 )
+from db.auth import create_auth_session, purge_auth_sessions, revoke_auth_session, validate_auth_session
 from db.ingest import (
     StudyNotFound,
     get_findings,
@@ -64,6 +66,7 @@ __all__ = [
     "claim_study",
     "close_reading_session",
     "count_worklist",
+    "create_auth_session",
     "create_user",
     "get_findings",
     "get_report",
@@ -78,6 +81,7 @@ __all__ = [
     "mark_queued",
     "mark_unsuitable",
     "open_reading_session",
+    "purge_auth_sessions",
     "reading_cases",
     "reading_time_by_arm",
     "reading_time_by_reader",
@@ -85,6 +89,7 @@ __all__ = [
     "reading_time_tables",
     "record_event",
     "release_study",
+    "revoke_auth_session",
     "scanner_profile_breakdown",
     "set_user_active",
     "set_verdict",
@@ -93,6 +98,7 @@ __all__ = [
     "store_case_result",
     "turnaround_by_priority",
     "upsert_study",
+    "validate_auth_session",
     "worklist",
     "worklist_counts",
 ]

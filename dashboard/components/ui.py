@@ -30,6 +30,7 @@ _CSS = """
   .muted {color: #8b97a8; font-size: 0.82rem;}
   div[data-testid="stVerticalBlock"] div[data-testid="stHorizontalBlock"] {align-items: center;}
   .vw-label {color: #8fb3d9; font-size: 0.78rem; font-family: ui-monospace, monospace;}
+  .st-key-auth_cookie {display: none;}
 </style>
 """
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>:$])")

@@ -73,3 +73,22 @@ def test_streamlit_command_has_the_headless_flags():
     ):
         assert flag in cmd
     assert cmd.split()[1:4] == ["-m", "streamlit", "run"] and cmd.split()[4].endswith("dashboard/app.py")
+
+
+def test_session_token_resumes_until_revoked_and_cookie_scripts_are_safe(data_dir):
+    """Test that a sign-in token resumes the reader, a revoked or malformed one does not, and the cookie
+    scripts carry only token characters with SameSite=Strict."""
+    upgrade(create_db_engine(f"sqlite:///{data_dir / 'triage.db'}"))
+    with Session(get_engine()) as s:
+        auth.add_user(session=s, username="dr_who", password="long-enough-pw")
+        token = auth.start_session(session=s, user=auth.SignedIn("dr_who", "reader"), hours=2)
+        assert auth.resume_session(session=s, token=token) == auth.SignedIn("dr_who", "reader")
+        for bad in (None, "", "x';alert(1)//", token[:-1]):
+            assert auth.resume_session(session=s, token=bad) is None
+        queries.revoke_auth_session(session=s, token=token)
+        assert auth.resume_session(session=s, token=token) is None
+    script = auth.set_cookie_script(token, 2)
+    assert f"triage_session={token}; Max-Age=7200" in script and "SameSite=Strict" in script
+    assert "triage_session=; Max-Age=0" in auth.clear_cookie_script()
+    with pytest.raises(ValueError):
+        auth.set_cookie_script("a'b", 1)

@@ -14,6 +14,7 @@ from tests.db.conftest import ENGINES
 
 EXPECTED_TABLES = {
     "app_user",
+    "auth_session",
     "study",
     "series",
     "analysis_run",
@@ -110,7 +111,7 @@ def test_outdated_revision_message(tmp_path, monkeypatch: pytest.MonkeyPatch) ->
     """Test that a database at an older known revision gets the upgrade message with both revisions."""
     engine = create_db_engine(f"sqlite:///{tmp_path / 'old.db'}")
     try:
-        upgrade(engine)
+        upgrade(engine, "0001_initial")
         # Pretend this software ships a newer head than the database has.
         monkeypatch.setattr("db.migrate.head_revision", lambda: "0002_future")
         with pytest.raises(SchemaError) as info:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from playwright.sync_api import Page, expect
 from sqlmodel import Session
@@ -111,3 +112,30 @@ def test_stale_claim_can_be_taken_over(page: Page, server: Server):
     expect(page.get_by_test_id("signed-in-as")).to_contain_text(f"reading study #{held}", timeout=T)
     with db(server) as s:
         assert queries.get_study(session=s, study_id=held).claimed_by == "reader1"
+
+
+def test_sign_in_survives_reload_until_sign_out(page: Page, server: Server):
+    """Test that a reload keeps the reader signed in, and that after sign-out a reload (even replaying the
+    old cookie) shows only the sign-in form."""
+    has_cookie = "() => document.cookie.includes('triage_session=')"
+    sign_in(page, server)
+    page.wait_for_function(has_cookie, timeout=T)
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "triage_session"]
+    assert cookie["sameSite"] == "Strict" and cookie["expires"] > time.time() + 3600
+    page.reload()
+    expect(page.get_by_test_id("signed-in-as")).to_contain_text("reader1", timeout=T)
+    expect(page.get_by_test_id("wl-badge").first).to_have_text("CRITICAL PE", timeout=T)
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=T)
+    page.wait_for_function(f"() => !({has_cookie})()", timeout=T)
+    page.reload()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=T)
+    page.context.add_cookies([{k: cookie[k] for k in ("name", "value", "domain", "path")}])  # replay: revoked
+    page.reload()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=T)
+    body = page.locator("body").inner_text()
+    assert "Critical^Pat" not in body and "CRITICAL PE" not in body
+    with db(server) as s:
+        actions = [e.action for e in queries.list_events(session=s, limit=10)]
+    assert "session_resumed" in actions and "sign_out" in actions

@@ -1,0 +1,81 @@
+"""Sign-in sessions of the dashboard: an opaque random token the browser keeps in a cookie, so a page
+reload does not sign the reader out.
+
+Only the SHA-256 of the token is stored (``AuthSession.token_hash``); a stolen database does not yield
+usable tokens. A token is valid until ``expires_at``, until it is revoked (sign-out), or until its user
+is disabled. Every function commits its own transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from db.models import AuthSession, User
+from db.types import as_utc, utcnow
+
+_T = AuthSession.__table__
+_U = User.__table__
+#: Random bytes per token (URL-safe base64, 43 characters).
+TOKEN_BYTES = 32
+
+
+def token_hash(token: str) -> str:
+    """The stored form of a token (hex SHA-256)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_auth_session(*, session: Session, username: str, hours: float, now: datetime | None = None) -> str:
+    """Start a sign-in session for ``username`` valid for ``hours``; returns the raw token (stored hashed).
+
+    Raises:
+        ValueError: ``hours`` is not positive.
+    """
+    if hours <= 0:
+        raise ValueError("a sign-in session must last a positive number of hours")
+    now = as_utc(now) or utcnow()
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    session.add(
+        AuthSession(
+            token_hash=token_hash(token), username=username, created_at=now, expires_at=now + timedelta(hours=hours)
+        )
+    )
+    session.commit()
+    return token
+
+
+def validate_auth_session(*, session: Session, token: str | None, now: datetime | None = None) -> User | None:
+    """The active user a token belongs to, or None (unknown, expired, revoked, user disabled, empty)."""
+    if not token or len(token) > 256:
+        return None
+    now = as_utc(now) or utcnow()
+    row = session.execute(
+        sa.select(_T.c.expires_at, _T.c.revoked, _T.c.username).where(_T.c.token_hash == token_hash(token))
+    ).first()
+    if row is None or row.revoked or as_utc(row.expires_at) <= now:
+        return None
+    user = session.execute(sa.select(User).where(User.username == row.username)).scalar_one_or_none()
+    return user if user is not None and user.active else None
+
+
+def revoke_auth_session(*, session: Session, token: str | None) -> bool:
+    """Revoke a token (sign-out); True if a live session was revoked."""
+    if not token:
+        return False
+    result = session.execute(
+        sa.update(_T).where(_T.c.token_hash == token_hash(token), sa.not_(_T.c.revoked)).values(revoked=True)
+    )
+    session.commit()
+    return result.rowcount == 1
+
+
+def purge_auth_sessions(*, session: Session, now: datetime | None = None) -> int:
+    """Delete expired and revoked sessions; returns how many rows went."""
+    now = as_utc(now) or utcnow()
+    result = session.execute(sa.delete(_T).where(sa.or_(_T.c.revoked, _T.c.expires_at <= now)))
+    session.commit()
+    return result.rowcount
