@@ -62,17 +62,29 @@ def session() -> Iterator[Session]:
 # --- worklist ----------------------------------------------------------------------------------------
 @st.cache_data(ttl=5, show_spinner=False)
 def worklist_rows(
-    url: str, statuses: tuple[str, ...], limit: int, day_range: tuple[date, date] | None = None
+    url: str,
+    statuses: tuple[str, ...],
+    limit: int,
+    day_range: tuple[date, date] | None = None,
+    finding: str | None = None,
 ) -> list[WorklistItem]:
-    """The ranked worklist (``db.queries.worklist``) for ``statuses`` and an optional arrival-day range
-    (filtered in SQL, local days), cached for a few seconds."""
-    window = {}
+    """The ranked worklist (``db.queries.worklist``) for ``statuses``, an optional arrival-day range (local
+    days) and an optional finding filter (``db.worklist.FINDING_FILTERS``), all filtered in SQL; cached for a
+    few seconds."""
+    window: dict[str, Any] = {}
     if day_range:
         start = datetime.combine(day_range[0], time.min).astimezone()
         end = datetime.combine(day_range[1] + timedelta(days=1), time.min).astimezone()
         window = {"received_from": start, "received_before": end}
     with session() as s:
-        return queries.worklist(session=s, statuses=list(statuses) or None, limit=limit, **window)
+        return queries.worklist(
+            session=s,
+            statuses=list(statuses) or None,
+            limit=limit,
+            finding=finding,
+            pe_threshold=settings().pe_critical_threshold,
+            **window,
+        )
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -109,11 +121,27 @@ def top_findings_cached(url: str, study_ids: tuple[int, ...]) -> dict[int, dict[
         return top_findings(s, study_ids)
 
 
+def ai_hidden_studies(s: Session, study_ids: Sequence[int]) -> set[int]:
+    """Which of the studies are in the AI-hidden reading arm (a reading session with ``ai_shown`` false)."""
+    if not study_ids:
+        return set()
+    t = ReadingSession.__table__
+    query = sa.select(t.c.study_id).where(t.c.study_id.in_(list(study_ids)), sa.not_(t.c.ai_shown)).distinct()
+    return set(s.execute(query).scalars())
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def ai_hidden_cached(url: str, study_ids: tuple[int, ...]) -> set[int]:
+    with session() as s:
+        return ai_hidden_studies(s, study_ids)
+
+
 def clear_worklist_cache() -> None:
     """Forget cached worklist reads (after a claim, release or signature)."""
     worklist_rows.clear()
     status_counts.clear()
     top_findings_cached.clear()
+    ai_hidden_cached.clear()
 
 
 # --- the case being read -------------------------------------------------------------------------------

@@ -13,6 +13,12 @@ studies that have waited even longer rank above it, so an AI-negative study is n
 indefinitely by a stream of higher-scored arrivals. Failed and unsuitable studies carry
 ``needs_attention=True`` and their reason; they never look like negatives.
 
+Finding filter (``finding=``, in SQL like the status and arrival filters): ``pe`` (critical flag or
+embolism score at the PE threshold), ``nodule`` (nodule score at ``NODULE_SUSPECTED``), ``attention``
+(failed / unsuitable), ``none`` (analysed, not needing attention, no finding in the latest analysis run).
+The AI-based filters (``pe``, ``nodule``, ``none``) leave out studies in the AI-hidden reading arm (a
+reading session with ``ai_shown = false``), so a filter cannot reveal what the arm hides.
+
 Ties are broken by study id, so pages are stable. Each rank is one query that the indexes on
 ``(received_at, id)`` and ``(status, critical, priority, received_at)`` serve without sorting the whole
 table; a page needs at most ``offset + limit`` rows from each.
@@ -28,11 +34,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from db.models import ATTENTION_STATUSES, OPEN_STATUSES, Study
+from db.models import ATTENTION_STATUSES, OPEN_STATUSES, AnalysisRun, Finding, ReadingSession, Study
 from db.types import as_utc, utcnow
 
 _S = Study.__table__
+_F = Finding.__table__
+_R = AnalysisRun.__table__
+_RS = ReadingSession.__table__
 RANK_NAMES = {0: "critical", 1: "attention", 2: "routine"}
+#: Values of ``worklist(finding=...)``.
+FINDING_FILTERS = ("pe", "nodule", "attention", "none")
+#: Nodule score from which a study counts as "nodule suspected" (the worklist filter and badge).
+NODULE_SUSPECTED = 0.5
 _COLUMNS = (
     "id", "study_uid", "accession", "patient_id", "patient_name", "description", "modality",
     "manufacturer", "scanner_model", "scanner_profile", "status", "received_at", "analysed_at",
@@ -94,6 +107,31 @@ def _filter(statuses: Sequence[str] | None) -> sa.ColumnElement[bool]:
     return _S.c.status.in_(wanted)
 
 
+def _finding_filter(finding: str, pe_threshold: float | None) -> sa.ColumnElement[bool]:
+    """The SQL condition of a finding filter (see the module docstring).
+
+    Raises:
+        ValueError: ``finding`` is not one of ``FINDING_FILTERS``.
+    """
+    attention = _S.c.status.in_(ATTENTION_STATUSES)
+    if finding == "attention":
+        return attention
+    ai_shown = ~sa.exists().where(_RS.c.study_id == _S.c.id, sa.not_(_RS.c.ai_shown))
+    if finding == "pe":
+        if pe_threshold is None:
+            from inference.config import get_settings
+
+            pe_threshold = get_settings().pe_critical_threshold
+        return sa.and_(sa.or_(_S.c.critical, _S.c.embolism_score >= pe_threshold), ai_shown)
+    if finding == "nodule":
+        return sa.and_(_S.c.nodule_score >= NODULE_SUSPECTED, ai_shown)
+    if finding == "none":
+        latest_run = sa.select(sa.func.max(_R.c.id)).where(_R.c.study_id == _S.c.id).correlate(_S).scalar_subquery()
+        findings = sa.exists().where(_F.c.study_id == _S.c.id, _F.c.run_id == latest_run)
+        return sa.and_(_S.c.analysed_at.is_not(None), sa.not_(attention), ~findings, ai_shown)
+    raise ValueError(f"finding filter must be one of {FINDING_FILTERS}, got {finding!r}")
+
+
 def worklist(
     *,
     session: Session,
@@ -104,6 +142,8 @@ def worklist(
     now: datetime | None = None,
     received_from: datetime | None = None,
     received_before: datetime | None = None,
+    finding: str | None = None,
+    pe_threshold: float | None = None,
 ) -> list[WorklistItem]:
     """One page of the ranked worklist (see the module docstring for the order).
 
@@ -116,9 +156,14 @@ def worklist(
         now: the reference time for waiting (default: now; tests pass a fixed time).
         received_from: only studies received at or after this time (filtered in SQL).
         received_before: only studies received before this time.
+        finding: one of ``FINDING_FILTERS`` (see the module docstring), or None for every study.
+        pe_threshold: embolism score of the ``pe`` filter (default: ``Settings.pe_critical_threshold``).
 
     Returns:
         The items of the page, best first.
+
+    Raises:
+        ValueError: unknown ``finding``.
     """
     now = as_utc(now) or utcnow()
     cutoff = now - timedelta(minutes=_settings_defaults(max_wait_minutes))
@@ -137,6 +182,8 @@ def worklist(
         window.append(_S.c.received_at >= as_utc(received_from))
     if received_before is not None:
         window.append(_S.c.received_at < as_utc(received_before))
+    if finding is not None:
+        window.append(_finding_filter(finding, pe_threshold))
     needed = offset + limit
     ranked: list[tuple[int, Any]] = []
     for rank, where, order in tiers:

@@ -2,6 +2,8 @@
 
 Order is the database's (critical PE first, then the overdue / needs-attention band, then priority). One
 click on "Open" claims the study and opens the review viewer; if another reader holds it, the row says who.
+Every filter (status, finding, arrival date) runs in SQL. Studies already drawn into the AI-hidden reading
+arm show no AI scores, badge or top finding.
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ from dashboard.components.ui import badge, safe_md, score_html
 from db.models import OPEN_STATUSES, StudyStatus
 from db.worklist import WorklistItem
 
-FINDING_FILTERS = ("All", "PE suspected", "Nodule suspected", "Needs attention", "No AI finding")
+#: Finding filter labels → ``db.worklist`` filter values.
+FINDING_FILTERS = {
+    "All": None,
+    "PE suspected": "pe",
+    "Nodule suspected": "nodule",
+    "Needs attention": "attention",
+    "No AI finding": "none",
+}
+PAGE_ROWS = 100
+HIDDEN = '<span class="muted" data-testid="wl-ai-hidden">hidden (reader study)</span>'
 COLS = [1.25, 0.6, 0.6, 1.7, 0.8, 0.85, 1.2, 1.5, 0.7]
 HEAD = ["Priority", "PE", "Nodule", "Top finding", "Waiting", "Status", "Scanner", "Patient", ""]
 STATUS_LABEL = {
@@ -26,8 +37,11 @@ STATUS_LABEL = {
 REVIEW_PAGE = "views/review.py"
 
 
-def priority_badge(item: WorklistItem) -> str:
-    """The badge of a row: critical, needs attention, overdue, high or routine."""
+def priority_badge(item: WorklistItem, ai_hidden: bool = False) -> str:
+    """The badge of a row: critical, needs attention, overdue, high or routine (AI-based badges become
+    "AI hidden" for a study in the AI-hidden arm)."""
+    if ai_hidden and not item.needs_attention and not item.overdue:
+        return badge("AI HIDDEN", "routine")
     if item.rank == "critical":
         return badge("CRITICAL PE", "critical")
     if item.needs_attention:
@@ -37,21 +51,6 @@ def priority_badge(item: WorklistItem) -> str:
     if (item.priority or 0) >= 0.5:
         return badge("HIGH", "high")
     return badge("ROUTINE", "routine")
-
-
-def matches(item: WorklistItem, finding: str, top: dict | None) -> bool:
-    """Whether a row passes the finding filter (the date filter runs in SQL)."""
-    pe = (item.embolism_score or 0) >= data.settings().pe_critical_threshold or item.critical
-    nodule = (item.nodule_score or 0) >= 0.5
-    if finding == "PE suspected" and not pe:
-        return False
-    if finding == "Nodule suspected" and not nodule:
-        return False
-    if finding == "Needs attention" and not item.needs_attention:
-        return False
-    if finding == "No AI finding" and (top is not None or item.needs_attention or item.analysed_at is None):
-        return False
-    return True
 
 
 def top_text(item: WorklistItem, top: dict | None) -> str:
@@ -77,12 +76,17 @@ def open_study(study_id: int, *, take_over: bool = False) -> None:
     st.session_state["claim_refused"] = {"study_id": study_id, **outcome.__dict__}
 
 
-def row(item: WorklistItem, top: dict | None) -> None:
+def row(item: WorklistItem, top: dict | None, ai_hidden: bool = False) -> None:
     cells = st.columns(COLS, gap="small", vertical_alignment="center")
-    cells[0].html(f'<div data-testid="wl-badge">{priority_badge(item)}</div>')
-    cells[1].html(score_html(item.embolism_score))
-    cells[2].html(score_html(item.nodule_score))
-    cells[3].markdown(top_text(item, top), unsafe_allow_html=True)
+    cells[0].html(f'<div data-testid="wl-badge">{priority_badge(item, ai_hidden)}</div>')
+    if ai_hidden and not item.needs_attention:
+        cells[1].html(HIDDEN)
+        cells[2].html(HIDDEN)
+        cells[3].html(HIDDEN)
+    else:
+        cells[1].html(score_html(item.embolism_score))
+        cells[2].html(score_html(item.nodule_score))
+        cells[3].markdown(top_text(item, top), unsafe_allow_html=True)
     cells[4].markdown(format_wait(item.waited_minutes))
     holder = f" · {safe_md(item.claimed_by)}" if item.claimed_by else ""
     cells[5].markdown(f"{STATUS_LABEL.get(item.status, item.status)}{holder}")
@@ -105,7 +109,7 @@ def filters() -> tuple[tuple[str, ...], str, tuple[date, ...] | None]:
     statuses = c1.multiselect(
         "Status", list(labels), default=list(OPEN_STATUSES), format_func=labels.get, key="wl_status"
     )
-    finding = c2.selectbox("Finding", FINDING_FILTERS, key="wl_finding")
+    finding = c2.selectbox("Finding", list(FINDING_FILTERS), key="wl_finding")
     # No default window: an unread study must never drop off the list because it is old.
     days = c3.date_input("Received", value=(), max_value=date.today(), key="wl_dates")
     day_range = tuple(days) if isinstance(days, (tuple, list)) and len(days) == 2 else None
@@ -119,9 +123,12 @@ def render() -> None:
     @st.fragment(run_every=data.settings().dashboard_refresh_s)
     def table() -> None:
         url = data.db_url()
-        items = data.worklist_rows(url, statuses or tuple(OPEN_STATUSES), 500, day_range)
-        tops = data.top_findings_cached(url, tuple(i.id for i in items))
-        shown = [i for i in items if matches(i, finding, tops.get(i.id))][:100]
+        shown = data.worklist_rows(
+            url, statuses or tuple(OPEN_STATUSES), PAGE_ROWS, day_range, FINDING_FILTERS[finding]
+        )
+        ids = tuple(i.id for i in shown)
+        tops = data.top_findings_cached(url, ids)
+        hidden = data.ai_hidden_cached(url, ids)
         counts = data.status_counts(url)
         waiting = sum(counts.get(s, 0) for s in ("ready", "in_review"))
         attention = sum(counts.get(s, 0) for s in ("failed", "unsuitable"))
@@ -136,7 +143,7 @@ def render() -> None:
             st.info("No studies match these filters.")
         for item in shown:
             with st.container(key=f"wl_row_{item.id}"):
-                row(item, tops.get(item.id))
+                row(item, tops.get(item.id), item.id in hidden)
 
     table()
 

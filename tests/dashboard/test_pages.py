@@ -74,6 +74,30 @@ def test_open_claims_and_audits_and_held_case_names_holder(seeded):
     assert "open" in actions and "claim" in actions
 
 
+def test_worklist_hides_ai_output_of_ai_hidden_arm_and_filters_in_sql(seeded):
+    """Test that a study drawn into the AI-hidden arm shows no scores, badge or top finding on the worklist,
+    and that the finding filter (in SQL) neither lists it nor drops the others."""
+    with _session() as s:
+        queries.open_reading_session(session=s, study_id=seeded["pe"], reader="reader2", ai_shown=False)
+    at = app("reader1")
+    at.run()
+    assert not at.exception, at.exception
+    page = texts(at)
+    badges = [h.value for h in at.get("html") if "wl-badge" in str(h.value)]
+    assert "AI HIDDEN" in badges[0] and not any("CRITICAL PE" in b for b in badges)
+    assert page.count("hidden (reader study)") == 3  # PE, nodule, top finding of that row
+    assert "Critical^Pat" in page and "93%" not in page and "71%" not in page and "lobar" not in page
+    assert "62%" in page and "Routine^Ron" in page  # other rows keep their AI output
+    at.selectbox(key="wl_finding").set_value("Nodule suspected").run()
+    page = texts(at)
+    assert "Routine^Ron" in page and "Critical^Pat" not in page and "Held^Hank" not in page
+    at.selectbox(key="wl_finding").set_value("PE suspected").run()
+    assert "No studies match these filters." in texts(at)
+    at.selectbox(key="wl_finding").set_value("Needs attention").run()
+    page = texts(at)
+    assert "Failed^Fay" in page and "Routine^Ron" not in page
+
+
 def _open_review(seeded, key: str = "pe"):
     at = app("reader1")
     at.query_params["study"] = str(seeded[key])

@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
+import pytest
 from sqlmodel import Session
 
 from db import queries
-from tests.db.factories import T0, make_study
+from tests.db.factories import T0, make_finding, make_study, make_user
 
 NOW = T0 + timedelta(hours=10)
 
@@ -167,3 +168,36 @@ def test_arrival_window_is_filtered_in_sql_across_ranks(session: Session) -> Non
     assert [i.id for i in got] == [recent[2].id, recent[1].id]  # priority order, the old ranks left out
     everything = {i.id for i in queries.worklist(session=session, now=NOW, limit=50)}
     assert {old_critical.id, old_overdue.id} <= everything
+
+
+def test_finding_filter_runs_in_sql_and_spares_the_ai_hidden_arm(session: Session) -> None:
+    """Test the finding filters (PE, nodule, attention, no AI finding of the latest run) across ranks and
+    pages, and that AI-based filters leave out studies in the AI-hidden arm."""
+    make_user(session, "alice")
+    pe = make_study(session, embolism=0.9, nodule=0.1, findings=[make_finding("embolism", 0.9)])
+    nodules = [make_study(session, nodule=0.6 + k / 100, findings=[make_finding("nodule", 0.7)]) for k in range(3)]
+    clean = make_study(session, nodule=0.1, embolism=0.1)
+    redone = make_study(session, nodule=0.7, findings=[make_finding("nodule", 0.7)])
+    queries.store_analysis(  # a newer run without findings: "no AI finding" looks at the latest run
+        session=session, study_uid=redone.study_uid, scores={"nodule": 0.2}, findings=[], run={}, pe_threshold=0.5
+    )
+    failed = make_study(session, status="failed")
+    unread = make_study(session)  # not analysed yet
+    hidden = make_study(session, nodule=0.95, embolism=0.8, findings=[make_finding("nodule", 0.95)])
+    queries.open_reading_session(session=session, study_id=hidden.id, reader="alice", ai_shown=False)
+    shown = make_study(session, nodule=0.9, findings=[make_finding("nodule", 0.9)])
+    queries.open_reading_session(session=session, study_id=shown.id, reader="alice", ai_shown=True)
+
+    def ids(finding: str, **kw) -> list[int]:
+        return [i.id for i in queries.worklist(session=session, now=NOW, finding=finding, **kw)]
+
+    assert ids("pe") == [pe.id]  # the hidden-arm study has a critical score but is left out
+    assert set(ids("nodule")) == {n.id for n in nodules} | {shown.id}
+    assert ids("nodule", limit=2, offset=2) == ids("nodule")[2:4]  # pages of the filtered list
+    assert ids("attention") == [failed.id]
+    assert set(ids("none")) == {clean.id, redone.id}
+    assert unread.id not in ids("none") and hidden.id not in ids("none")
+    low_pe = make_study(session, embolism=0.4)  # below the threshold at analysis: not critical
+    assert ids("pe") == [pe.id] and set(ids("pe", pe_threshold=0.3)) == {pe.id, low_pe.id}
+    with pytest.raises(ValueError, match="finding filter"):
+        ids("tumour")
