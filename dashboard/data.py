@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from dashboard.simulate import SIMULATED_PREFIX
 from db import queries
-from db.models import AnalysisRun, Finding, FindingVerdict, ReadingSession, Study, StudyReport
+from db.models import AnalysisRun, Finding, FindingVerdict, ReaderFinding, ReadingSession, Study, StudyReport
 from db.session import SchemaError, get_engine
 from db.worklist import WorklistItem
 from inference.config import Settings, get_settings
@@ -176,15 +176,50 @@ def case_arrays(folder: str) -> CaseArrays:
 
 
 # --- analytics ----------------------------------------------------------------------------------------
-@st.cache_data(ttl=30, show_spinner=False)
-def analytics_tables(url: str) -> dict[str, Any]:
-    """Everything the analytics page draws, in one cached read."""
+def analytics_version(s: Session) -> tuple[Any, ...]:
+    """A cheap fingerprint of everything the analytics page reads: row counts, newest ids and newest
+    timestamps of reading sessions, reports, added findings, verdicts and analyses. It changes when a
+    reading is opened or closed, a study is analysed or signed, a verdict or a finding is added."""
+    rs, rp, rf, fv, st_ = (t.__table__ for t in (ReadingSession, StudyReport, ReaderFinding, FindingVerdict, Study))
+    f = sa.func
+    queries_ = (
+        sa.select(f.count(), f.max(rs.c.id), f.count(rs.c.closed_at), f.max(rs.c.closed_at)),
+        sa.select(f.count(), f.max(rp.c.id)),
+        sa.select(f.count(), f.max(rf.c.id)),
+        sa.select(f.count(), f.max(fv.c.at)),
+        sa.select(f.count(st_.c.analysed_at), f.max(st_.c.analysed_at)),
+    )
+    return tuple(str(v) for q in queries_ for v in s.execute(q).one())
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def analytics_version_cached(url: str) -> tuple[Any, ...]:
     with session() as s:
-        cases = queries.reading_cases(session=s)
-        summary = queries.analytics_summary(session=s)
+        return analytics_version(s)
+
+
+@st.cache_data(ttl=600, max_entries=4, show_spinner=False)
+def analytics_tables(url: str, version: tuple[Any, ...]) -> dict[str, Any]:
+    """The small tables of the analytics page (summary, score outcomes, simulated counts), cached per data
+    version (``analytics_version``)."""
+    with session() as s:
+        # The page computes reading-time figures itself from the cases (views/analytics.py), so not
+        # ``analytics_summary``, which would read every reading case a second time.
+        summary = {
+            "turnaround_by_priority": queries.turnaround_by_priority(session=s),
+            "ai_performance": queries.ai_performance(session=s),
+            "ai_false_negative_rate": queries.ai_false_negative_rate(session=s),
+            "scanner_profiles": queries.scanner_profile_breakdown(session=s),
+        }
         outcomes = score_outcomes(s)
         simulated = simulated_counts(s)
-    return {"cases": cases, "summary": summary, "outcomes": outcomes, "simulated": simulated}
+    return {"summary": summary, "outcomes": outcomes, "simulated": simulated}
+
+
+def clear_analytics_cache() -> None:
+    """Forget cached analytics reads (after a signature)."""
+    analytics_version_cached.clear()
+    analytics_tables.clear()
 
 
 def score_outcomes(s: Session) -> list[dict[str, Any]]:

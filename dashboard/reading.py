@@ -157,5 +157,5 @@ def sign(user: SignedIn, *, nodule: bool, embolism: bool, lung_rads: str | None,
     seconds = close_timing(case)
     case.signed = True
     data.clear_worklist_cache()
-    data.analytics_tables.clear()
+    data.clear_analytics_cache()
     return seconds

@@ -9,6 +9,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 ARM_LABEL = {"ai_shown": "with AI", "ai_hidden": "without AI"}
+#: Largest number of individual points a chart sends to the browser (box plot points, embedding map).
+POINTS_CAP = 2000
 ARM_COLOUR = {"ai_shown": "#3d8bfd", "ai_hidden": "#f0a030"}
 LAYOUT = {
     "template": "plotly_dark",
@@ -17,6 +19,27 @@ LAYOUT = {
     "paper_bgcolor": "rgba(0,0,0,0)",
     "plot_bgcolor": "rgba(0,0,0,0)",
 }
+
+
+def bootstrap_medians(values: Sequence[float], rng: np.random.Generator, n_boot: int = 2000) -> np.ndarray:
+    """``n_boot`` draws of the median of a bootstrap resample (n values with replacement) of ``values``.
+
+    Exact and O(n log n + n_boot) instead of O(n_boot * n): a resample is ``sorted[floor(n * U)]`` for n
+    uniform U, so its k-th smallest value is ``sorted[floor(n * U_(k))]`` with ``U_(k) ~ Beta(k, n + 1 - k)``
+    (the k-th order statistic of n uniforms); for even n the next order statistic is ``U_(k)`` plus
+    ``(1 - U_(k)) * Beta(1, n - k)`` (the smallest of the other n - k uniforms above it).
+    """
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    n = x.size
+    if n == 0:
+        return np.empty(0)
+    k = (n + 1) // 2 if n % 2 else n // 2
+    u = rng.beta(k, n + 1 - k, n_boot)
+    lower = x[np.minimum((u * n).astype(np.int64), n - 1)]
+    if n % 2:
+        return lower
+    u2 = u + (1 - u) * rng.beta(1, n - k, n_boot)
+    return (lower + x[np.minimum((u2 * n).astype(np.int64), n - 1)]) / 2
 
 
 def bootstrap_median_ci(
@@ -28,7 +51,7 @@ def bootstrap_median_ci(
         return None, None, None
     if x.size == 1:
         return float(x[0]), float(x[0]), float(x[0])
-    boots = np.median(rng.choice(x, size=(n_boot, x.size), replace=True), axis=1)
+    boots = bootstrap_medians(x, rng, n_boot)
     a = (1 - level) / 2
     return float(np.median(x)), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
 
@@ -46,8 +69,8 @@ def relative_change_ci(
     if a.size == 0 or b.size == 0 or np.median(b) <= 0:
         return None, None, None
     point = float(np.median(a) / np.median(b) - 1)
-    ma = np.median(rng.choice(a, size=(n_boot, a.size), replace=True), axis=1)
-    mb = np.median(rng.choice(b, size=(n_boot, b.size), replace=True), axis=1)
+    ma = bootstrap_medians(a, rng, n_boot)
+    mb = bootstrap_medians(b, rng, n_boot)
     ratio = ma / np.where(mb > 0, mb, np.nan) - 1
     ratio = ratio[np.isfinite(ratio)]
     q = (1 - level) / 2
@@ -94,20 +117,43 @@ def embed_2d(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
     return centred @ vt[:2].T, "PCA (fallback, not t-SNE)"
 
 
-def reading_time_figure(by_arm: dict[str, list[float]]) -> go.Figure:
+def box_stats(values: Sequence[float]) -> dict[str, float]:
+    """Tukey box of ``values``: quartiles (linear interpolation, as Plotly) and whiskers at the most extreme
+    values within 1.5 IQR of the box."""
+    x = np.asarray(values, dtype=np.float64)
+    q1, median, q3 = np.quantile(x, [0.25, 0.5, 0.75])
+    iqr = q3 - q1
+    inside = x[(x >= q1 - 1.5 * iqr) & (x <= q3 + 1.5 * iqr)]
+    return {
+        "q1": float(q1),
+        "median": float(median),
+        "q3": float(q3),
+        "lowerfence": float(inside.min()),
+        "upperfence": float(inside.max()),
+    }
+
+
+def reading_time_figure(by_arm: dict[str, list[float]], points_cap: int = POINTS_CAP) -> go.Figure:
+    """Box plot of reading time per arm. An arm with at most ``points_cap`` cases also shows every case as a
+    point; a larger arm is sent as its precomputed box only (five numbers instead of every reading)."""
     fig = go.Figure()
     for arm, values in by_arm.items():
-        fig.add_trace(
-            go.Box(
+        style = {"name": ARM_LABEL[arm], "marker_color": ARM_COLOUR[arm]}
+        if len(values) == 0:
+            continue
+        if len(values) <= points_cap:
+            box = go.Box(
                 y=[v / 60 for v in values],
-                name=ARM_LABEL[arm],
-                marker_color=ARM_COLOUR[arm],
                 boxpoints="all",
                 jitter=0.4,
                 pointpos=0,
                 marker={"size": 4, "opacity": 0.5},
+                **style,
             )
-        )
+        else:
+            stats = {key: [v / 60] for key, v in box_stats(values).items()}
+            box = go.Box(x=[ARM_LABEL[arm]], boxpoints=False, **stats, **style)
+        fig.add_trace(box)
     fig.update_layout(**LAYOUT, title="Reading time per case (min)", showlegend=False)
     return fig
 

@@ -15,6 +15,10 @@ import streamlit as st
 from dashboard import data
 from dashboard.components import charts
 from dashboard.components.timer import format_seconds
+from db import queries
+
+#: Most case embeddings put through t-SNE (the newest analysed cases); t-SNE time grows fast with n.
+EMBED_CAP = 500
 
 
 def table(rows: list[dict[str, Any]], name: str, key: str) -> None:
@@ -36,10 +40,15 @@ def pct(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:+.0f}%"
 
 
-def reading_time(cases: list[tuple[str, str, str, float]], weekly: list[dict[str, Any]]) -> None:
-    by_arm: dict[str, list[float]] = {"ai_shown": [], "ai_hidden": []}
-    for _, arm, _, seconds in cases:
-        by_arm[arm].append(seconds)
+@st.cache_data(ttl=600, max_entries=4, show_spinner=False)
+def reading_summary(url: str, version: tuple[Any, ...]) -> dict[str, Any]:
+    """Medians with bootstrap CIs, the relative change, weekly medians and both figures, computed once per
+    data version (``data.analytics_version``) from every reading case."""
+    with data.session() as s:
+        cases = queries.reading_cases(session=s)
+    arms = np.asarray([c[1] for c in cases], dtype=object)
+    seconds = np.asarray([c[3] for c in cases], dtype=np.float64)
+    by_arm = {arm: seconds[arms == arm] for arm in charts.ARM_LABEL}
     rng = np.random.default_rng(0)
     rows = []
     for arm, values in by_arm.items():
@@ -53,16 +62,42 @@ def reading_time(cases: list[tuple[str, str, str, float]], weekly: list[dict[str
                 "ci95_high_s": hi and round(hi, 1),
             }
         )
-    change, c_lo, c_hi = charts.relative_change_ci(by_arm["ai_shown"], by_arm["ai_hidden"], rng)
+    change = charts.relative_change_ci(by_arm["ai_shown"], by_arm["ai_hidden"], rng)
+    weekly: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for _, arm, week, secs in cases:
+        weekly[(week, arm)].append(secs)
+    weekly_rows = [
+        {"week": w, "arm": a, "n": len(v), "median_s": round(float(np.median(v)), 1)}
+        for (w, a), v in sorted(weekly.items())
+    ]
+    return {
+        "n": len(cases),
+        "rows": rows,
+        "change": change,
+        "weekly": weekly_rows,
+        "box": charts.reading_time_figure(by_arm),
+        "trend": charts.weekly_figure(weekly_rows),
+        "points_drawn": all(len(v) <= charts.POINTS_CAP for v in by_arm.values()),
+    }
+
+
+def reading_time(summary: dict[str, Any]) -> None:
+    rows = summary["rows"]
+    change, c_lo, c_hi = summary["change"]
     m = st.columns(4)
-    m[0].metric("Readings (cases)", len(cases))
+    m[0].metric("Readings (cases)", summary["n"])
     for col, row, label in ((m[1], rows[0], "Median with AI"), (m[2], rows[1], "Median without AI")):
         ci = f"{format_seconds(row['ci95_low_s'])}–{format_seconds(row['ci95_high_s'])}"
         col.metric(label, format_seconds(row["median_s"]), help=f"95% bootstrap CI {ci}")
     m[3].metric("Relative change with AI", pct(change), help=f"95% bootstrap CI {pct(c_lo)} to {pct(c_hi)}")
     left, right = st.columns(2)
-    left.plotly_chart(charts.reading_time_figure(by_arm), width="stretch")
-    right.plotly_chart(charts.weekly_figure(weekly), width="stretch")
+    left.plotly_chart(summary["box"], width="stretch")
+    if not summary["points_drawn"]:
+        left.caption(
+            f"Boxes from every reading; individual readings are drawn only for an arm with at most "
+            f"{charts.POINTS_CAP:,} cases."
+        )
+    right.plotly_chart(summary["trend"], width="stretch")
     table(
         rows
         + [
@@ -78,7 +113,7 @@ def reading_time(cases: list[tuple[str, str, str, float]], weekly: list[dict[str
         "arm",
     )
     with st.expander("Per week and per reader"):
-        table(weekly, "reading_time_by_week", "week")
+        table(summary["weekly"], "reading_time_by_week", "week")
 
 
 def performance(summary: dict[str, Any], outcomes: list[dict[str, Any]]) -> None:
@@ -112,7 +147,7 @@ def turnaround(summary: dict[str, Any]) -> None:
 
 def scanners(summary: dict[str, Any], url: str) -> None:
     table(summary["scanner_profiles"], "scanner_profiles", "scan")
-    points = data.case_embeddings(url)
+    points = data.case_embeddings(url, limit=EMBED_CAP)
     st.markdown("##### Case embeddings by scanner (domain shift)")
     if not points:
         st.info(
@@ -128,7 +163,7 @@ def scanners(summary: dict[str, Any], url: str) -> None:
     st.plotly_chart(
         charts.scatter_figure(xy, [p["scanner"] for p in points], f"{method} of case embeddings"), width="stretch"
     )
-    st.caption(f"{len(points)} cases; method: {method}.")
+    st.caption(f"{len(points)} cases (the newest analysed cases, at most {EMBED_CAP}); method: {method}.")
 
 
 @st.cache_data(ttl=300, show_spinner=False)
@@ -139,7 +174,8 @@ def _embed(raw: bytes, shape: tuple[int, int]) -> tuple[np.ndarray, str]:
 def render() -> None:
     st.subheader("Analytics")
     url = data.db_url()
-    tables = data.analytics_tables(url)
+    version = data.analytics_version_cached(url)
+    tables = data.analytics_tables(url, version)
     sim = tables["simulated"]
     if sim["readings"] or sim["reports"]:
         st.warning(
@@ -149,16 +185,9 @@ def render() -> None:
             icon=":material/science:",
         )
     summary = tables["summary"]
-    weekly: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for _, arm, week, seconds in tables["cases"]:
-        weekly[(week, arm)].append(seconds)
-    weekly_rows = [
-        {"week": w, "arm": a, "n": len(v), "median_s": round(float(np.median(v)), 1)}
-        for (w, a), v in sorted(weekly.items())
-    ]
     tabs = st.tabs(["Reading time", "Turnaround", "AI performance", "Scanners"])
     with tabs[0]:
-        reading_time(tables["cases"], weekly_rows)
+        reading_time(reading_summary(url, version))
     with tabs[1]:
         turnaround(summary)
     with tabs[2]:

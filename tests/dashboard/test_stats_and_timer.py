@@ -80,3 +80,35 @@ def test_embedding_map_separates_two_scanners():
     assert np.linalg.norm(a - b) > 3 * spread
     small, method = charts.embed_2d(x[:3])
     assert small.shape == (3, 2) and "PCA" in method
+
+
+@pytest.mark.parametrize("n", [7, 8, 51, 60])
+def test_order_statistic_bootstrap_matches_resampling(n):
+    """Test that the O(n) bootstrap of the median has the distribution of brute-force resampling (odd and
+    even n, with ties)."""
+    x = np.round(np.random.default_rng(n).lognormal(5, 0.5, n), -1)  # rounding makes ties
+    fast = charts.bootstrap_medians(x, np.random.default_rng(1), n_boot=40_000)
+    rng = np.random.default_rng(2)
+    brute = np.median(rng.choice(x, size=(40_000, n), replace=True), axis=1)
+    support = np.union1d(fast, brute)
+    cdf = [np.searchsorted(np.sort(d), support, side="right") / d.size for d in (fast, brute)]
+    assert np.abs(cdf[0] - cdf[1]).max() < 0.02  # two-sample KS distance (noise about 0.01 at this size)
+    spread = np.quantile(brute, 0.975) - np.quantile(brute, 0.025)
+    assert fast.mean() == pytest.approx(brute.mean(), abs=0.02 * spread)
+    assert set(np.unique(fast)) <= set(np.unique(brute)) | set(np.unique((np.add.outer(x, x) / 2).ravel()))
+
+
+def test_reading_time_figure_sends_a_precomputed_box_for_large_arms():
+    """Test that an arm above the points cap is sent as five numbers (Tukey box), a small arm as points."""
+    rng = np.random.default_rng(0)
+    big = rng.lognormal(5, 0.5, charts.POINTS_CAP + 1)
+    small = rng.lognormal(5, 0.5, 50)
+    fig = charts.reading_time_figure({"ai_shown": big, "ai_hidden": small})
+    large, few = fig.data
+    assert large.y is None and large.boxpoints is False
+    q1, med, q3 = np.quantile(big / 60, [0.25, 0.5, 0.75])
+    assert (large.q1[0], large.median[0], large.q3[0]) == pytest.approx((q1, med, q3))
+    inside = big[(big >= (q1 - 1.5 * (q3 - q1)) * 60) & (big <= (q3 + 1.5 * (q3 - q1)) * 60)] / 60
+    assert large.upperfence[0] == pytest.approx(inside.max()) and large.lowerfence[0] == pytest.approx(inside.min())
+    assert len(few.y) == 50 and few.boxpoints == "all"
+    assert len(fig.to_json()) < 20_000
