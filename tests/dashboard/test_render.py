@@ -89,3 +89,27 @@ def test_coverage_warning_for_a_short_series():
         warnings=[{"code": "gap", "message": "one slice gap"}],
     )
     assert render.coverage_warnings(full, 200.0) == ["one slice gap"]
+
+
+@pytest.mark.parametrize("max_px", [512, 30])  # up- and downsampling
+def test_rendering_before_resampling_gives_the_same_pixels(max_px):
+    """Test that windowing and blending on the plane's grid, then resampling, equals resampling every input
+    first (nearest neighbour commutes with per-pixel operations)."""
+    vol = make_volume(shape=(20, 64, 80), spacing=(2.5, 0.5, 0.7))
+    rng = np.random.default_rng(0)
+    nodule = (rng.random(vol.shape) > 0.9).astype(np.uint8)
+    pe = (rng.random(vol.shape) > 0.95).astype(np.uint8)
+    heat = rng.integers(0, 256, vol.shape, dtype=np.uint8)
+    for plane, index in (("axial", 7), ("coronal", 30), ("sagittal", 41)):
+        grid = render.display_grid(plane, vol.shape, vol.spacing_mm, vol.direction, max_px=max_px)
+
+        def cut(arr, plane=plane, index=index, grid=grid):
+            return render.extract_plane(arr, plane, index)[np.ix_(grid.rows, grid.cols)]
+
+        expected = render.blend(
+            render.window_level(cut(vol.hu), -600, 1500), nodule=cut(nodule), pe=cut(pe), heat=cut(heat)
+        )
+        got = render.render_plane(
+            vol, plane, index, level=-600, width=1500, nodule_mask=nodule, pe_mask=pe, heatmap=heat, max_px=max_px
+        )
+        np.testing.assert_array_equal(got, expected)
