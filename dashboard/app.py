@@ -101,9 +101,10 @@ def signed_in_user() -> auth.SignedIn | None:
 def send_cookie_script() -> None:
     """Run a pending cookie script (set after sign-in, clear after sign-out) in the browser, once."""
     script = st.session_state.pop(COOKIE_JS_KEY, None)
+    # Always the same (hidden) container, so the elements after it keep their place from run to run.
+    box = st.container(key="auth_cookie")
     if script:
-        with st.container(key="auth_cookie"):  # hidden by the stylesheet
-            st.html(script, unsafe_allow_javascript=True)
+        box.html(script, unsafe_allow_javascript=True)
 
 
 def top_bar(user: auth.SignedIn) -> None:
