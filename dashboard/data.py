@@ -200,8 +200,8 @@ def analytics_version_cached(url: str) -> tuple[Any, ...]:
 
 @st.cache_data(ttl=600, max_entries=4, show_spinner=False)
 def analytics_tables(url: str, version: tuple[Any, ...]) -> dict[str, Any]:
-    """The small tables of the analytics page (summary, score outcomes, simulated counts), cached per data
-    version (``analytics_version``)."""
+    """The small tables of the analytics page (summary, simulated counts), cached per data version
+    (``analytics_version``)."""
     with session() as s:
         # The page computes reading-time figures itself from the cases (views/analytics.py), so not
         # ``analytics_summary``, which would read every reading case a second time.
@@ -211,9 +211,8 @@ def analytics_tables(url: str, version: tuple[Any, ...]) -> dict[str, Any]:
             "ai_false_negative_rate": queries.ai_false_negative_rate(session=s),
             "scanner_profiles": queries.scanner_profile_breakdown(session=s),
         }
-        outcomes = score_outcomes(s)
         simulated = simulated_counts(s)
-    return {"summary": summary, "outcomes": outcomes, "simulated": simulated}
+    return {"summary": summary, "simulated": simulated}
 
 
 def clear_analytics_cache() -> None:
@@ -228,7 +227,9 @@ def score_outcomes(s: Session) -> list[dict[str, Any]]:
     query = sa.select(
         st_.c.nodule_score, st_.c.embolism_score, rp.c.nodule, rp.c.embolism, st_.c.scanner_profile
     ).select_from(st_.join(rp, rp.c.study_id == st_.c.id))
-    return [row._asdict() for row in s.execute(query)]
+    result = s.execute(query)
+    keys = list(result.keys())
+    return [dict(zip(keys, row)) for row in result.all()]
 
 
 def simulated_counts(s: Session) -> dict[str, int]:

@@ -17,6 +17,7 @@ from dashboard.components import charts
 from dashboard.components.timer import format_seconds
 from db import queries
 
+TABS = ("Reading time", "Turnaround", "AI performance", "Scanners")
 #: Most case embeddings put through t-SNE (the newest analysed cases); t-SNE time grows fast with n.
 EMBED_CAP = 500
 
@@ -116,7 +117,29 @@ def reading_time(summary: dict[str, Any]) -> None:
         table(summary["weekly"], "reading_time_by_week", "week")
 
 
-def performance(summary: dict[str, Any], outcomes: list[dict[str, Any]]) -> None:
+@st.cache_data(ttl=600, max_entries=4, show_spinner=False)
+def calibration_summary(url: str, version: tuple[Any, ...]) -> tuple[dict[str, list[dict[str, Any]]], Any]:
+    """Calibration tables (PE, nodule) from every signed study and their figure, once per data version."""
+    with data.session() as s:
+        outcomes = data.score_outcomes(s)
+    cal = {}
+    for kind, score_key, truth_key in (("PE", "embolism_score", "embolism"), ("nodule", "nodule_score", "nodule")):
+        pairs = [(o[score_key], bool(o[truth_key])) for o in outcomes if o[score_key] is not None]
+        cal[kind] = charts.calibration_bins([p[0] for p in pairs], [p[1] for p in pairs])
+    return cal, charts.calibration_figure(cal)
+
+
+@st.cache_data(ttl=600, max_entries=4, show_spinner=False)
+def turnaround_figure(url: str, version: tuple[Any, ...]) -> Any:
+    rows = data.analytics_tables(url, version)["summary"]["turnaround_by_priority"]
+    return charts.bar_figure(
+        [r["priority_class"] for r in rows],
+        [r["median_min"] for r in rows],
+        "Median arrival → signed (min) by priority class",
+    )
+
+
+def performance(summary: dict[str, Any], url: str, version: tuple[Any, ...]) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("##### AI against signed reports")
@@ -124,25 +147,14 @@ def performance(summary: dict[str, Any], outcomes: list[dict[str, Any]]) -> None
         st.markdown("##### AI false-negative rate (reader-added findings)")
         table(summary["ai_false_negative_rate"], "ai_false_negative_rate", "fnr")
     with right:
-        cal = {}
-        for kind, score_key, truth_key in (("PE", "embolism_score", "embolism"), ("nodule", "nodule_score", "nodule")):
-            pairs = [(o[score_key], bool(o[truth_key])) for o in outcomes if o[score_key] is not None]
-            cal[kind] = charts.calibration_bins([p[0] for p in pairs], [p[1] for p in pairs])
-        st.plotly_chart(charts.calibration_figure(cal), width="stretch")
+        cal, figure = calibration_summary(url, version)
+        st.plotly_chart(figure, width="stretch")
         table([{"kind": k, **r} for k, rows in cal.items() for r in rows], "calibration", "cal")
 
 
-def turnaround(summary: dict[str, Any]) -> None:
-    rows = summary["turnaround_by_priority"]
-    st.plotly_chart(
-        charts.bar_figure(
-            [r["priority_class"] for r in rows],
-            [r["median_min"] for r in rows],
-            "Median arrival → signed (min) by priority class",
-        ),
-        width="stretch",
-    )
-    table(rows, "turnaround_by_priority", "tat")
+def turnaround(summary: dict[str, Any], url: str, version: tuple[Any, ...]) -> None:
+    st.plotly_chart(turnaround_figure(url, version), width="stretch")
+    table(summary["turnaround_by_priority"], "turnaround_by_priority", "tat")
 
 
 def scanners(summary: dict[str, Any], url: str) -> None:
@@ -185,15 +197,18 @@ def render() -> None:
             icon=":material/science:",
         )
     summary = tables["summary"]
-    tabs = st.tabs(["Reading time", "Turnaround", "AI performance", "Scanners"])
-    with tabs[0]:
-        reading_time(reading_summary(url, version))
-    with tabs[1]:
-        turnaround(summary)
-    with tabs[2]:
-        performance(summary, tables["outcomes"])
-    with tabs[3]:
-        scanners(summary, url)
+    # Lazy tabs: only the open tab runs and is sent to the browser (switching tabs reruns the page).
+    tabs = st.tabs(TABS, key="an_tab", on_change="rerun")
+    sections = (
+        lambda: reading_time(reading_summary(url, version)),
+        lambda: turnaround(summary, url, version),
+        lambda: performance(summary, url, version),
+        lambda: scanners(summary, url),
+    )
+    for tab, section in zip(tabs, sections):
+        if tab.open:
+            with tab:
+                section()
 
 
 render()

@@ -176,7 +176,18 @@ def test_analytics_labels_simulated_data_and_counts_readings(seeded):
     page = texts(at)
     assert "SIMULATED" in page and f"{counts['readings']} of {counts['readings']} reading sessions" in page
     assert f"Readings (cases) {counts['readings']}" in page
-    assert len(at.get("download_button")) >= 6
+    downloads = len(at.get("download_button"))
+    assert downloads == 2 and "Calibration" not in page  # only the open tab runs
+    for label in ("Turnaround", "AI performance", "Scanners"):
+        at.session_state["an_tab"] = label
+        at.run()
+        assert not at.exception, at.exception
+        downloads += len(at.get("download_button"))
+        if label == "AI performance":
+            assert "AI against signed reports" in texts(at)
+        if label == "Scanners":
+            assert "Case embeddings by scanner" in texts(at) and "Readings (cases)" not in texts(at)
+    assert downloads >= 6
 
 
 def test_users_page_is_for_admins(seeded):
