@@ -22,7 +22,7 @@ from dashboard.components.ui import page_chrome  # noqa: E402
 from db import queries  # noqa: E402
 
 USER_KEY = "user"
-TOKEN_KEY = "auth_token"  # the sign-in token of this browser session (raw; the database has its hash)
+TOKEN_KEY = data.TOKEN_KEY  # the sign-in token of this browser session (raw; the database has its hash)
 COOKIE_JS_KEY = "auth_cookie_js"  # a cookie script to send with the next full run
 VIEWS = Path(__file__).resolve().parent / "views"
 

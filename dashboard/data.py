@@ -59,6 +59,24 @@ def session() -> Iterator[Session]:
         yield s
 
 
+# --- sign-in session -----------------------------------------------------------------------------------
+TOKEN_KEY = "auth_token"  # session_state key of the browser session's sign-in token (set by app.py)
+
+
+@st.cache_data(ttl=10, show_spinner=False, max_entries=1000)
+def _token_valid(url: str, token: str) -> bool:
+    with session() as s:
+        return queries.validate_auth_session(session=s, token=token) is not None
+
+
+def require_valid_session() -> None:
+    """For fragments, whose reruns skip ``app.py``'s check: when the sign-in token has expired or was
+    revoked (checked at most every 10 s), rerun the whole app, which then shows only the sign-in form."""
+    token = st.session_state.get(TOKEN_KEY)
+    if token is not None and not _token_valid(db_url(), token):
+        st.rerun(scope="app")
+
+
 # --- worklist ----------------------------------------------------------------------------------------
 @st.cache_data(ttl=5, show_spinner=False)
 def worklist_rows(

@@ -255,6 +255,7 @@ def render() -> None:
 
         @st.fragment
         def image_viewer() -> None:
+            data.require_valid_session()
             viewer.viewer(
                 str(folder),
                 ai_shown=case.ai_shown,

@@ -122,6 +122,7 @@ def render() -> None:
 
     @st.fragment(run_every=data.settings().dashboard_refresh_s)
     def table() -> None:
+        data.require_valid_session()  # the auto-refresh must stop showing patients once the sign-in ends
         url = data.db_url()
         shown = data.worklist_rows(
             url, statuses or tuple(OPEN_STATUSES), PAGE_ROWS, day_range, FINDING_FILTERS[finding]

@@ -60,6 +60,26 @@ def test_sign_in_shows_ranked_worklist_with_attention_and_safe_names(seeded):
     assert "reader2" in page  # who holds the claimed study
 
 
+def test_sign_in_session_ends_when_its_token_is_revoked(seeded):
+    """Test that signing in stores a sign-in token and that once it is revoked (sign-out elsewhere) the next
+    run shows only the sign-in form."""
+    at = app()
+    at.run()
+    at.text_input(key="signin_username").input("reader1")
+    at.text_input(key="signin_password").input(PASSWORD)
+    at.button[0].click().run()
+    token = at.session_state["auth_token"]
+    assert "Critical^Pat" in texts(at)
+    at.run()
+    assert "Critical^Pat" in texts(at)  # still valid on the next run
+    with _session() as s:
+        assert queries.validate_auth_session(session=s, token=token).username == "reader1"
+        queries.revoke_auth_session(session=s, token=token)
+    at.run()
+    assert not at.exception, at.exception
+    assert "Critical^Pat" not in texts(at) and [t.label for t in at.text_input] == ["Username", "Password"]
+
+
 def test_open_claims_and_audits_and_held_case_names_holder(seeded):
     """Test that Open claims the study and audits the opening; a study held by another reader says who."""
     at = app("reader1")
