@@ -56,15 +56,18 @@ def analyse_case(vol: Volume, clot: np.ndarray, meta: dict[str, Any], engine: En
 
 
 def summarise(recs: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
-    """AUC, sensitivity/specificity at the critical threshold, ECE, pointing game, location accuracy."""
+    """AUC, sensitivity/specificity at the critical threshold, sensitivity at 90% specificity (a point of the ROC),
+    ECE, pointing game, location accuracy."""
     ok = [r for r in recs if r["probability"] is not None]
     y = np.array([r["positive"] for r in ok])
     p = np.array([r["probability"] for r in ok])
     sens, spec = metrics.sens_spec(y, p, threshold)
+    sens90, spec90 = metrics.sens_spec(y, p, metrics.threshold_at_specificity(y, p, 0.9))  # a point of the ROC
     pos = [r for r in ok if r["positive"] and r.get("clot_in_region")]
     out = {"n": len(recs), "n_positive": int(y.sum()), "n_not_ctpa": len(recs) - len(ok),
            "auc": round(metrics.roc_auc(y, p), 4), "sensitivity_at_critical": round(sens, 4),
            "specificity_at_critical": round(spec, 4), "ece": round(metrics.ece(y, p), 4),
+           "sensitivity_at_90_specificity": round(sens90, 4), "specificity_of_that_point": round(spec90, 4),
            "pointing_game": {"n": len(pos), "hit_rate": round(float(np.mean([r["hit"] for r in pos])), 4) if pos
                              else None,
                              f"hit_rate_within_{TOLERANCE_VOX}_voxels": round(float(np.mean([r["hit_tol"] for r in
