@@ -21,6 +21,7 @@ from inference.training.nodule.data import build_patch_set
 from inference.training.nodule.train import load_checkpoint, load_patches, train_cls, train_seg
 
 STAGES = ("data", "teacher", "cls", "student", "vit")
+DEFAULT_MODELS = Path(__file__).resolve().parents[3] / "assets" / "models"
 SEG_NAMES = {"teacher": "nodule_seg", "student": "nodule_seg_student", "vit": "nodule_seg_vit"}
 
 
@@ -32,7 +33,7 @@ def _summary(work: Path, key: str, value: dict) -> None:
 
 
 def train(cfg: NoduleConfig, stages: list[str], *, minutes: dict[str, float] | None = None,
-          command: str = "", resume: bool = False) -> dict:
+          command: str = "", resume: bool = False, model_dir: Path | None = None) -> dict:
     """Run the training ``stages`` in order; returns the summaries of the stages run."""
     torch.set_num_threads(cfg.threads)
     work = Path(cfg.work_dir)
@@ -50,7 +51,15 @@ def train(cfg: NoduleConfig, stages: list[str], *, minutes: dict[str, float] | N
         out[st] = train_seg(cfg, data, st, work / f"seg_{st}.pt", max_minutes=minutes.get(st, 1e9), resume=resume)
     if "cls" in stages:
         seg = load_checkpoint(work / "seg_teacher.pt")[0] if (work / "seg_teacher.pt").exists() else None
-        out["cls"] = train_cls(cfg, data, work / "cls.pt", seg=seg, max_minutes=minutes.get("cls", 1e9))
+        mined = None
+        if cfg.cls_mine_studies or cfg.cls_mine_real:
+            from inference.training.nodule.candidates import build_candidate_set
+
+            cand = work / "cls_candidates.npz"
+            if not cand.exists():  # mined with the exported seg model of this work dir's teacher
+                build_candidate_set(cfg, cand, model_dir or DEFAULT_MODELS, workers=cfg.extra.get("mine_workers", 2))
+            mined = load_patches(cand)
+        out["cls"] = train_cls(cfg, data, work / "cls.pt", seg=seg, max_minutes=minutes.get("cls", 1e9), mined=mined)
     if "student" in stages:
         teacher = load_checkpoint(work / "seg_teacher.pt")[0]
         out["student"] = train_seg(cfg, data, "student", work / "seg_student.pt", teacher=teacher,

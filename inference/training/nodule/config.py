@@ -35,6 +35,8 @@ class NoduleConfig:
     n_val_studies: int = 12
     n_real_insertions: int = 12  # nodules inserted into the real CTA crops (training backgrounds)
     neg_patches_per_study: int = 4
+    cls_mine_studies: int = 0  # >0: classifier also learns from candidates mined through the served seg model
+    cls_mine_real: int = 0  # ... and from this many real-background insertions (see candidates.py)
     study_size: str = "random"  # random (~300 mm FOV, 1-2.5 mm slices) | small (64x128x128 at 2 mm; quick runs)
     # networks
     arch: str = "resattunet"  # resattunet | swinunetr (ViT variant)

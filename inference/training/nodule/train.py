@@ -190,13 +190,22 @@ def _hard_negatives(seg: torch.nn.Module, data: dict, batch: int = 16, per_patch
 
 
 def train_cls(cfg: NoduleConfig, data: dict, out: Path, *, seg: torch.nn.Module | None = None,
-              max_minutes: float = 1e9, log_path: Path | None = None) -> dict:
-    """Train the candidate classifier (BCE, class-balanced batches); writes checkpoint ``out``."""
+              max_minutes: float = 1e9, log_path: Path | None = None, mined: dict | None = None) -> dict:
+    """Train the candidate classifier (BCE, class-balanced batches); writes checkpoint ``out``.
+
+    ``mined``: candidate patches mined through the serving path (``candidates.build_candidate_set``), added to
+    the samples drawn from the segmentation patches.
+    """
     torch.manual_seed(cfg.seed + 1)
     rng = np.random.default_rng(cfg.seed + 1)
     if seg is not None:
         seg = seg.eval()
     xs, ys, _ = cls_samples(cfg, data, seg, rng)
+    n_mined = 0
+    if mined is not None and len(mined["label"]):
+        xs = np.concatenate([xs, mined["image"].astype(np.float32)])
+        ys = np.concatenate([ys, mined["label"].astype(np.float32)])
+        n_mined = len(mined["label"])
     dev = device()
     net = CandidateClassifier(tuple(cfg.cls_channels)).to(dev)
     aug = cls_augment(cfg, cfg.seed)
@@ -224,7 +233,7 @@ def train_cls(cfg: NoduleConfig, data: dict, out: Path, *, seg: torch.nn.Module 
         if time.time() - t0 > max_minutes * 60:
             break
     summary = {"kind": "cls", "iterations": it, "seconds": round(time.time() - t0, 1), "parameters": n_params(net),
-               "samples": {"positive": int(len(pos)), "negative": int(len(neg))},
+               "samples": {"positive": int(len(pos)), "negative": int(len(neg)), "mined_candidates": n_mined},
                "loss_first10": float(np.mean(losses[:10])), "loss_last10": float(np.mean(losses[-10:])),
                "device": str(dev)}
     torch.save({"state_dict": net.state_dict(), "config": cfg.to_dict(), "kind": "cls", "summary": summary}, out)
