@@ -38,7 +38,10 @@ class Preprocessing(BaseModel):
 
 
 class Calibration(BaseModel):
-    """Maps a raw score to a calibrated probability. ``platt``: sigmoid(a * logit(p) + b)."""
+    """Maps a raw score to a calibrated probability. ``platt``: sigmoid(a * logit(p) + b). Extra fields (the
+    validation operating point, comparisons) are kept."""
+
+    model_config = ConfigDict(extra="allow")
 
     method: str = "none"  # none | platt | temperature | logistic (classifier + segmentation logits)
     params: dict[str, Any] = Field(default_factory=dict)

@@ -128,6 +128,10 @@ def _export_one(work: Path, out_dir: Path, kind: str, summary: dict, rng: np.ran
                 "hardware": ex.hardware(), "iterations": tr.get("iterations"), "seconds": tr.get("seconds"),
                 "loss_first10": tr.get("loss_first10"), "loss_last10": tr.get("loss_last10"),
                 "config": ck["config"]}
+    if tr.get("resumed_from"):  # a --resume run: the earlier run's summary (its iterations add up)
+        training["resumed_from"] = tr["resumed_from"]
+    if tr.get("samples"):
+        training["samples"] = tr["samples"]
     metrics = {"export_parity_max_abs_diff": {"value": diff, "inputs": "random (2 shapes) + real LIDC-IDRI-0001 "
                                               "crop", "command": command}}
     if is_cls:
@@ -154,7 +158,8 @@ def _variants(path: Path, inputs: list[np.ndarray], cfg: NoduleConfig) -> dict:
     f16 = path.with_name(path.stem + "_fp16.onnx")
     try:
         ex.to_fp16(path, f16)
-        out["fp16"] = {"file": f16.name, "bytes": f16.stat().st_size}
+        out["fp16"] = {"file": f16.name, "bytes": f16.stat().st_size,
+                       "card": ex.fp16_card(path.with_suffix(".json"), f16).name}
     except Exception as exc:  # converter missing or op unsupported: say so in the card
         out["fp16"] = {"error": f"{type(exc).__name__}: {exc}"}
     i8 = path.with_name(path.stem + "_int8.onnx")

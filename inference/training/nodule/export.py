@@ -151,6 +151,25 @@ def cls_card(onnx_path: Path, net: torch.nn.Module, cfg: NoduleConfig, training:
     )
 
 
+def fp16_card(fp32_card: Path, fp16_onnx: Path) -> Path:
+    """The card of the fp16 variant: the fp32 card with its own name, file and sha256 (same preprocessing,
+    thresholds and training); selectable as ``seg_name="nodule_seg_fp16"``. Returns the card path."""
+    d = json.loads(fp32_card.read_text())
+    name = fp16_onnx.stem
+    d.update(name=name, file=fp16_onnx.name, sha256=sha256_file(fp16_onnx))
+    d["architecture"] = {**d.get("architecture", {}), "precision": "fp16 weights and compute, fp32 inputs/outputs; "
+                         f"BatchNormalization kept fp32 ({', '.join(FP16_KEEP_FP32)})", "role": "fp16 variant"}
+    d["intended_use"] = (d.get("intended_use", "") + " fp16 variant for GPUs (CUDA / TensorRT providers); on a CPU "
+                         "use the fp32 model.").strip()
+    for k in ("metrics", "compression", "default_choice"):
+        d.pop(k, None)
+    d["metrics"] = {"note": f"evaluated next to the fp32 model: see compression.fp16 in {fp32_card.name}"}
+    ModelCard.model_validate(d)
+    out = fp16_onnx.with_suffix(".json")
+    out.write_text(json.dumps(d, indent=2) + "\n")
+    return out
+
+
 def write_card(card: ModelCard, path: Path) -> None:
     path.write_text(json.dumps(card.model_dump(mode="json"), indent=2) + "\n")
 

@@ -28,3 +28,17 @@ def test_fp16_variant_matches_fp32(tmp_path):
     assert float(np.abs(half - ref).max()) < 1e-2
     inits = onnx.load(str(dst)).graph.initializer
     assert sum(i.data_type == onnx.TensorProto.FLOAT16 for i in inits) > len(inits) // 2
+
+
+def test_committed_fp16_variant_has_a_matching_card_and_serves():
+    """Test that the committed fp16 variant's card names its file with the right sha256 and that the serving
+    engine runs it with the fp32 model's output names."""
+    from inference.engine import Engine
+    from inference.model_card import ModelCard, sha256_file
+
+    card = ModelCard.load(MODEL.with_name("nodule_seg_fp16.json"))
+    assert card.onnx_path.exists() and sha256_file(card.onnx_path) == card.sha256
+    model = Engine(MODEL.parent, ["CPUExecutionProvider"], threads=1).model("nodule_seg_fp16")
+    x = np.random.default_rng(1).random((1, 1, 32, 32, 32), dtype=np.float32)
+    out = model.run({model.input_names[0]: x})
+    assert out[card.output_index("prob")].shape == x.shape
