@@ -1,0 +1,122 @@
+"""Take the README screenshots from the demo: worklist, review viewer of the top case, analytics.
+
+Usage (after ``triage demo --no-serve`` built ``var/demo``)::
+
+    .venv/bin/python docs/screenshots.py [--data-dir var/demo] [--out docs/images]
+
+A throw-away reader account is added to the demo database for the session and disabled afterwards; the
+dashboard is served on a free localhost port and driven by Playwright in Chromium (``/usr/bin/chromium`` or
+``TRIAGE_TEST_CHROMIUM`` if present, else Playwright's own browser).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+T = 60_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _triage(env: dict, *args: str, stdin: str | None = None) -> None:
+    out = subprocess.run([sys.executable, "-m", "inference.cli", *args], input=stdin, env=env, text=True,
+                         capture_output=True, timeout=120)
+    if out.returncode:
+        raise SystemExit(f"triage {' '.join(args)} failed: {out.stderr[-1500:]}")
+
+
+def _wait_healthy(port: int, timeout: float = 90.0) -> None:
+    import time
+    import urllib.request
+
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit("the dashboard did not come up")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data-dir", default=str(ROOT / "var" / "demo"))
+    ap.add_argument("--out", default=str(ROOT / "docs" / "images"))
+    args = ap.parse_args()
+    data = Path(args.data_dir).resolve()
+    if not (data / "triage.db").exists():
+        raise SystemExit(f"no demo database in {data}: run `triage demo --no-serve` first")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TRIAGE_DATA_DIR": str(data), "TRIAGE_DEMO_MODE": "1", "TRIAGE_AI_HIDDEN_FRACTION": "0"}
+    user, password = f"screenshots-{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+    _triage(env, "user", "add", user, "--role", "radiologist", "--password-stdin", stdin=password + "\n")
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from dashboard.cli import serve
+
+    port = _free_port()
+    proc = serve(port, env=env, block=False)
+    try:
+        _wait_healthy(port)
+        with sync_playwright() as pw:
+            chromium = os.environ.get("TRIAGE_TEST_CHROMIUM") or (
+                "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+            browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 1100})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.get_by_label("Username").fill(user, timeout=T)
+            page.get_by_role("textbox", name="Password").fill(password)
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.get_by_test_id("wl-badge").first).to_be_visible(timeout=T)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(out / "dashboard-worklist.png"))
+            page.locator("[class*='st-key-wl_row_']").first.get_by_role("button", name="Open").click()
+            expect(page.get_by_test_id("vw-label-axial")).to_be_visible(timeout=T)
+            page.locator(".st-key-ov_heat input").check(force=True)
+            goto = page.get_by_role("button", name=re.compile("Go to"))
+            if goto.count():  # the top finding's slice, in the CTPA window
+                label = page.get_by_test_id("vw-label-axial")
+                before = label.inner_text()
+                goto.first.click()
+                expect(label).not_to_have_text(before, timeout=T)
+                page.locator(".st-key-vw_preset").get_by_text("CTPA").click()
+                expect(page.locator(".st-key-vw_level")).to_contain_text("100", timeout=T)
+            page.wait_for_timeout(3000)
+            page.screenshot(path=str(out / "dashboard-viewer.png"), full_page=True)
+            page.get_by_role("link", name="Analytics").click()
+            expect(page.get_by_test_id("stMetric").first).to_be_visible(timeout=T)
+            page.wait_for_timeout(4000)
+            page.screenshot(path=str(out / "dashboard-analytics.png"), full_page=True)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        _triage(env, "user", "disable", user)
+    print(f"screenshots written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
