@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,13 @@ def open_database(settings: Settings):
     except SchemaError:
         if settings.database_url is not None:
             raise
+    # the receiver, the worker and the dashboard may all start on a fresh data directory at once: one of them
+    # creates the schema while the others wait on the lock, then find it there
+    with _schema_lock(settings.data_dir):
+        try:
+            return get_engine(url)
+        except SchemaError:
+            pass
         fresh = create_db_engine(url)
         try:
             if current_revision(fresh) is not None:
@@ -82,7 +90,21 @@ def open_database(settings: Settings):
             log.info("created the embedded database schema")
         finally:
             fresh.dispose()
-        return get_engine(url)
+    return get_engine(url)
+
+
+@contextmanager
+def _schema_lock(data_dir: Path):
+    """An exclusive lock across processes (``fcntl.flock`` on ``DATA_DIR/.schema.lock``; POSIX)."""
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / ".schema.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def register_and_queue(study_uids: Iterable[str], *, settings: Settings, queue: bool = True) -> list[str]:
