@@ -16,21 +16,15 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import socket
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 T = 60_000
 
 
@@ -57,43 +51,17 @@ def build(data_dir: Path, n_studies: int, n_sessions: int) -> dict:
     return ids
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _env(data_dir: Path) -> dict:
+    return {**os.environ, "TRIAGE_DATA_DIR": str(data_dir), "TRIAGE_DEMO_MODE": "1"}
 
 
-class Server:
-    """A dashboard server on a free port for ``data_dir`` (context manager)."""
-
-    def __init__(self, data_dir: Path):
-        from dashboard.cli import serve
-
-        self.port = _port()
-        env = {**os.environ, "TRIAGE_DATA_DIR": str(data_dir), "TRIAGE_DEMO_MODE": "1"}
-        self.proc = serve(self.port, env=env, block=False)
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=20)
-
-
-def sign_in(page, port: int) -> float:
+def sign_in(page, url: str) -> float:
     """Sign in as reader1; returns seconds from the click until the first worklist row is on screen."""
     from playwright.sync_api import expect
 
     from tests.dashboard.seed import PASSWORD
 
-    page.goto(f"http://127.0.0.1:{port}/")
+    page.goto(f"{url}/")
     page.get_by_label("Username").fill("reader1", timeout=T)
     page.get_by_role("textbox", name="Password").fill(PASSWORD)
     t = time.perf_counter()
@@ -140,21 +108,22 @@ def main() -> None:
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    chromium = os.environ.get("TRIAGE_TEST_CHROMIUM", "/usr/bin/chromium")
+    from dashboard.harness import CHROMIUM_ARGS, chromium_path, running_server
+
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium if Path(chromium).exists() else None, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         big, small = Path(tmp) / "big", Path(tmp) / "small"
         big.mkdir()
         small.mkdir()
         build(big, args.studies, args.sessions)
-        with Server(big) as server:
+        with running_server(_env(big)) as (url, _):
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            worklist_s = sign_in(page, server.port)
+            worklist_s = sign_in(page, url)
             analytics_s = analytics(page)
         ids = build(small, 0, 0)  # slice speed does not depend on the database size
-        with Server(small) as server:
+        with running_server(_env(small)) as (url, _):
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            sign_in(page, server.port)
+            sign_in(page, url)
             ch = slice_changes(page, ids["pe"], args.changes)
         browser.close()
 

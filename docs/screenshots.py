@@ -15,7 +15,6 @@ import argparse
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,17 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 T = 60_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _triage(env: dict, *args: str, stdin: str | None = None) -> None:
@@ -41,21 +30,6 @@ def _triage(env: dict, *args: str, stdin: str | None = None) -> None:
                          capture_output=True, timeout=120)
     if out.returncode:
         raise SystemExit(f"triage {' '.join(args)} failed: {out.stderr[-1500:]}")
-
-
-def _wait_healthy(port: int, timeout: float = 90.0) -> None:
-    import time
-    import urllib.request
-
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit("the dashboard did not come up")
 
 
 def main() -> int:
@@ -74,18 +48,13 @@ def main() -> int:
 
     from playwright.sync_api import expect, sync_playwright
 
-    from dashboard.cli import serve
+    from dashboard.harness import CHROMIUM_ARGS, chromium_path, running_server
 
-    port = _free_port()
-    proc = serve(port, env=env, block=False)
     try:
-        _wait_healthy(port)
-        with sync_playwright() as pw:
-            chromium = os.environ.get("TRIAGE_TEST_CHROMIUM") or (
-                "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-            browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        with running_server(env, timeout=90) as (url, _), sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1600, "height": 1100})
-            page.goto(f"http://127.0.0.1:{port}/")
+            page.goto(f"{url}/")
             page.get_by_label("Username").fill(user, timeout=T)
             page.get_by_role("textbox", name="Password").fill(password)
             page.get_by_role("button", name="Sign in").click()
@@ -111,8 +80,6 @@ def main() -> int:
             page.screenshot(path=str(out / "dashboard-analytics.png"), full_page=True)
             browser.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
         _triage(env, "user", "disable", user)
     print(f"screenshots written to {out}")
     return 0

@@ -4,39 +4,17 @@ seeded with its own data directory (migrated SQLite, users, studies, findings, s
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from dashboard.cli import serve
+from dashboard.harness import CHROMIUM_ARGS, chromium_path, running_server
 from tests.dashboard.seed import seed
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def chromium_path() -> str | None:
-    """TRIAGE_TEST_CHROMIUM, else /usr/bin/chromium if present, else Playwright's own browser (None)."""
-    path = os.environ.get("TRIAGE_TEST_CHROMIUM") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-    )
-    return path or shutil.which("chromium")
 
 
 @pytest.fixture(scope="session")
@@ -64,18 +42,11 @@ class Server:
         return f"sqlite:///{self.data_dir / 'triage.db'}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A live dashboard on a free port (waits for /_stcore/health)."""
     data_dir = tmp_path_factory.mktemp("e2e") / "data"
     ids = seed(data_dir)
-    port = free_port()
     env = {
         **os.environ,
         "TRIAGE_DATA_DIR": str(data_dir),
@@ -86,23 +57,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env.pop("TRIAGE_DATABASE_URL", None)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = open(ARTIFACTS / "server.log", "w")  # noqa: SIM115
-    proc = serve(port, block=False, env=env, output=log)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("the dashboard server did not start") from None
-            time.sleep(0.3)
-    yield Server(url, data_dir, ids, proc)
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with running_server(env, output=log, timeout=30) as (url, proc):
+        yield Server(url, data_dir, ids, proc)
     log.close()
