@@ -122,10 +122,8 @@ def summarise(raw: dict) -> dict:
     hit = np.array([x["hit"] for x in c], int)
     y = hit >= 0
     fr = M.froc(p, hit, len(les), raw["n_scans"])
-    order = np.argsort(-p)
-    fp_per_scan = np.cumsum(~y[order]) / max(raw["n_scans"], 1)
-    ok = np.flatnonzero(fp_per_scan <= 1.0)
-    thr = float(p[order][ok[-1]]) if len(ok) else 1.0
+    thr, _ = M.threshold_at_fp(p, y, raw["n_scans"])
+    thr = 1.0 if thr is None else thr
     det = [x for x in les if x["p"] >= thr and x["p"] > 0]
     groups: dict[str, dict] = {}
     for key, fn in (("size_mm", _size_bin), ("texture", lambda x: x["type"]), ("location", lambda x: x["location"])):
@@ -233,13 +231,11 @@ def calibrate(engine: Engine, seg: str, n: int, card_path: Path, *, write: bool 
                    "logit and the logit of the candidate's peak segmentation probability; ECE with 10 "
                    "equal-width bins, in-sample (the test-split ECE is in metrics)"}
     # operating point: report candidates down to the calibrated probability that gives 1 FP per scan on val
-    order = np.argsort(-p_cal)
-    fp_per_scan = np.cumsum(y[order] == 0) / max(raw["n_scans"], 1)
-    ok = np.flatnonzero(fp_per_scan <= 1.0)
-    report = round(float(p_cal[order][ok[-1]]), 4) if len(ok) else 0.5
+    thr, kept = M.threshold_at_fp(p_cal, y > 0, raw["n_scans"])
+    report = round(thr, 4) if thr is not None else 0.5
+    share = float(y[np.argsort(-p_cal)][:kept].sum() / max(y.sum(), 1)) if kept else None
     cal["report_threshold"] = {"value": report, "rule": "calibrated probability at 1 false positive per scan on "
-                               "the validation split", "true_candidate_share_validation": float(
-                                   y[order][: ok[-1] + 1].sum() / max(y.sum(), 1)) if len(ok) else None}
+                               "the validation split", "true_candidate_share_validation": share}
     if write:
         card["calibration"] = cal
         card.setdefault("thresholds", {})["report"] = report

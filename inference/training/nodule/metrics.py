@@ -46,6 +46,18 @@ def fit_platt(logit: np.ndarray, label: np.ndarray, iters: int = 100, l2: float 
     return float(w[0]), b
 
 
+def threshold_at_fp(score: np.ndarray, is_true: np.ndarray, n_scans: int,
+                    fp_per_scan: float = 1.0) -> tuple[float | None, int]:
+    """The operating point at ``fp_per_scan`` false positives per scan: the lowest score still kept when
+    candidates are taken best first, and how many are kept; ``(None, 0)`` when even the best is too many."""
+    score, is_true = np.asarray(score, float), np.asarray(is_true, bool)
+    order = np.argsort(-score)
+    ok = np.flatnonzero(np.cumsum(~is_true[order]) / max(n_scans, 1) <= fp_per_scan)
+    if not len(ok):
+        return None, 0
+    return float(score[order][ok[-1]]), int(ok[-1] + 1)
+
+
 def auc(score: np.ndarray, label: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney, ties counted half); NaN without both classes."""
     s = np.asarray(score, float).ravel()

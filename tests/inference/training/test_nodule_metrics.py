@@ -51,6 +51,15 @@ def test_two_feature_logistic_recovers_weights_and_serving_applies_them():
         calibrate(z[:5], cal)
 
 
+def test_operating_point_at_one_fp_per_scan():
+    """Test the 1-FP/scan operating point on a hand-computed ranking: 2 scans allow 2 false positives."""
+    score = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    true = [1, 0, 1, 0, 0, 1]  # FPs at 0.8, 0.6 (2 = 1 per scan), the third at 0.5
+    assert M.threshold_at_fp(score, true, 2) == (0.6, 4)
+    assert M.threshold_at_fp(score, true, 1) == (0.7, 3)
+    assert M.threshold_at_fp([0.9, 0.8], [0, 0], 1, fp_per_scan=0.5) == (None, 0)
+
+
 def test_auc_and_froc_on_hand_made_candidates():
     """Test AUC (ties half) and FROC sensitivities / CPM on a hand-computed example."""
     assert M.auc([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 1.0
