@@ -1,19 +1,23 @@
 """The slice viewer: axial / coronal / sagittal with sliders, window presets, overlays and click-to-mark.
 
-Runs inside ``st.fragment`` so scrolling reruns only the viewer. Each rendered slice is cached
-(``st.cache_data`` keyed by case folder, plane, index, window and overlays), so going back to a slice costs a
-cache lookup. A click on an image (``streamlit-image-coordinates``; number inputs where that package is
-missing) marks a point: the other planes move to it and the "missed finding" form below gets its voxel
-``(k, j, i)`` and LPS millimetres.
+Two levels of ``st.fragment``: the viewer (window, overlays, the three planes, the "missed finding" form)
+and, nested in it, one fragment per plane (label, image, slider). Moving one plane's slider reruns only that
+plane: one slice rendered, encoded and sent, not three. The controls rerun the viewer (every plane). Each
+rendered slice is cached (``st.cache_data`` keyed by case folder, plane, index, window and overlays), so going
+back to a slice costs a cache lookup. A click on an image (``streamlit-image-coordinates``; number inputs
+where that package is missing) marks a point: the page reruns (clicks are rare), the other planes move to it
+and the "missed finding" form below gets its voxel ``(k, j, i)`` and LPS millimetres.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from io import BytesIO
 
 import numpy as np
 import streamlit as st
+from PIL import Image
 from streamlit.errors import StreamlitAPIException
 
 from dashboard import data
@@ -28,6 +32,7 @@ except ImportError:  # pragma: no cover - exercised where the package is absent
 SLICE_KEYS = {"axial": "vw_k", "coronal": "vw_j", "sagittal": "vw_i"}
 PENDING_KEY = "vw_pending"
 NAV_KEY = "vw_nav"
+JPEG_QUALITY = 92
 PENDING_RGB = (80, 220, 255)
 READER_RGB = (90, 230, 120)
 
@@ -116,7 +121,7 @@ def _markers(
     plane: str,
     index: int,
     volume: Volume,
-    points: list[tuple[tuple[int, int, int], tuple[int, int, int]]],
+    points: Sequence[tuple[tuple[int, int, int], tuple[int, int, int]]],
 ) -> np.ndarray:
     axis = render.plane_axes(plane)[0]
     for kji, colour in points:
@@ -125,6 +130,32 @@ def _markers(
             if xy is not None:
                 rgb = render.draw_marker(rgb, xy, colour)
     return rgb
+
+
+class Jpeg(bytes):
+    """Encoded JPEG bytes that ``streamlit_image_coordinates`` accepts as an image (it calls ``save``)."""
+
+    def save(self, fp: BytesIO, **_: object) -> None:
+        """Write the bytes as they are (format and quality were chosen when encoding)."""
+        fp.write(self)
+
+
+@st.cache_data(max_entries=360, show_spinner=False)
+def slice_jpeg(
+    folder: str,
+    plane: str,
+    index: int,
+    display: tuple[float, float, bool, bool, bool, float],
+    points: tuple[tuple[tuple[int, int, int], tuple[int, int, int]], ...],
+) -> bytes:
+    """The slice as JPEG with the marked ``points`` of this slice drawn (cached per slice, display setting and
+    markers, so a slice change costs a lookup of a few tens of kB instead of render + encode)."""
+    level, width, nodule, pe, heat, heat_opacity = display
+    rgb = slice_image(folder, plane, index, level, width, nodule, pe, heat, heat_opacity)
+    rgb = _markers(rgb, plane, index, data.case_arrays(folder).volume, points)
+    out = BytesIO()
+    Image.fromarray(rgb).save(out, format="JPEG", quality=JPEG_QUALITY)
+    return out.getvalue()
 
 
 def _clicked(plane: str, index: int, value: dict | None, volume: Volume) -> Marked | None:
@@ -148,10 +179,7 @@ def plane_view(folder: str, plane: str, volume: Volume, display: dict, points: l
     n = volume.shape[axis]
     index = int(st.session_state[key]) - 1
     st.html(f'<div class="vw-label" data-testid="vw-label-{plane}">{plane.upper()} {index + 1}/{n}</div>')
-    rgb = slice_image(
-        folder,
-        plane,
-        index,
+    settings = (
         display["level"],
         display["width"],
         display["nodule"],
@@ -159,17 +187,32 @@ def plane_view(folder: str, plane: str, volume: Volume, display: dict, points: l
         display["heat"],
         round(display["heat_opacity"], 2),
     )
-    rgb = _markers(rgb, plane, index, volume, points)
+    here = tuple((tuple(kji), colour) for kji, colour in points if kji[axis] == index)
+    jpeg = Jpeg(slice_jpeg(folder, plane, index, settings, here))
     marked = None
     if streamlit_image_coordinates is not None:
         value = streamlit_image_coordinates(
-            rgb, key=f"img_{plane}", width="stretch", image_format="JPEG", jpeg_quality=92, cursor="crosshair"
+            jpeg, key=f"img_{plane}", width="stretch", image_format="JPEG", cursor="crosshair"
         )
         marked = _clicked(plane, index, value, volume)
     else:
-        st.image(rgb, width="stretch")
+        st.image(bytes(jpeg), width="stretch")
     st.slider(f"{plane} slice", 1, n, key=key, label_visibility="collapsed")
     return marked
+
+
+@st.fragment
+def plane_fragment(folder: str, plane: str, display: dict, points: list, on_interaction: Callable[[], float]) -> None:
+    """One plane as its own fragment (nested in the viewer's): its slider reruns only this plane. A click
+    stores the marked point and reruns the page, so the other planes move to it and the form shows it."""
+    data.require_valid_session()  # cached for 10 s: cheap when the viewer has just checked
+    on_interaction()
+    volume = data.case_arrays(folder).volume
+    new = plane_view(folder, plane, volume, display, points)
+    if new is not None:
+        st.session_state[PENDING_KEY] = new
+        go_to(new.kji)
+        st.rerun(scope="app")
 
 
 def fallback_marker(volume: Volume) -> Marked | None:
@@ -200,7 +243,8 @@ def viewer(
     on_interaction: Callable[[], float],
     add_form: Callable[[Marked | None], None],
 ) -> None:
-    """The viewer fragment body (call it from a function decorated with ``st.fragment``)."""
+    """The viewer fragment body (call it from a function decorated with ``st.fragment``): controls, one nested
+    fragment per plane, the "missed finding" form (``add_form``, given the marked point)."""
     on_interaction()
     case = data.case_arrays(folder)
     volume = case.volume
@@ -212,14 +256,13 @@ def viewer(
     if pending is not None:
         points.append((pending.kji, PENDING_RGB))
     cols = st.columns([1.25, 1, 1], gap="small")
-    new = None
     for col, plane in zip(cols, render.PLANES):
         with col:
-            new = plane_view(folder, plane, volume, display, points) or new
+            plane_fragment(folder, plane, display, points, on_interaction)
     if streamlit_image_coordinates is None:
-        new = fallback_marker(volume) or new
-    if new is not None:
-        st.session_state[PENDING_KEY] = new
-        go_to(new.kji)
-        rerun_viewer()
+        new = fallback_marker(volume)
+        if new is not None:
+            st.session_state[PENDING_KEY] = new
+            go_to(new.kji)
+            rerun_viewer()
     add_form(pending)
