@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from dashboard.simulate import SIMULATED_PREFIX
-from db import queries
+from db import arms, queries
 from db.models import AnalysisRun, Finding, FindingVerdict, ReaderFinding, ReadingSession, Study, StudyReport
 from db.session import SchemaError, get_engine
 from db.worklist import WorklistItem
@@ -78,6 +78,12 @@ def require_valid_session() -> None:
 
 
 # --- worklist ----------------------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def arm_key(data_dir: str) -> bytes:
+    """The installation's reader-study key (``db.arms.load_key``: ``reader_study.key`` in the data directory)."""
+    return arms.load_key(Path(data_dir))
+
+
 @st.cache_data(ttl=5, show_spinner=False)
 def worklist_rows(
     url: str,
@@ -88,19 +94,22 @@ def worklist_rows(
 ) -> list[WorklistItem]:
     """The ranked worklist (``db.queries.worklist``) for ``statuses``, an optional arrival-day range (local
     days) and an optional finding filter (``db.worklist.FINDING_FILTERS``), all filtered in SQL; cached for a
-    few seconds."""
+    few seconds. New studies get their reader-study draw first, so a hidden-arm study never shows its AI
+    output or AI-based rank, not even before its first opening."""
     window: dict[str, Any] = {}
     if day_range:
         start = datetime.combine(day_range[0], time.min).astimezone()
         end = datetime.combine(day_range[1] + timedelta(days=1), time.min).astimezone()
         window = {"received_from": start, "received_before": end}
     with session() as s:
+        arms.fill_arm_draws(session=s, key=arm_key(str(settings().data_dir)))
         return queries.worklist(
             session=s,
             statuses=list(statuses) or None,
             limit=limit,
             finding=finding,
             pe_threshold=settings().pe_critical_threshold,
+            ai_hidden_fraction=settings().ai_hidden_fraction,
             **window,
         )
 
@@ -139,30 +148,24 @@ def top_findings_cached(url: str, study_ids: tuple[int, ...]) -> dict[int, dict[
         return top_findings(s, study_ids)
 
 
-def ai_hidden_studies(s: Session, study_ids: Sequence[int]) -> set[int]:
-    """Which of the studies are in the AI-hidden reading arm (a reading session with ``ai_shown`` false)."""
-    if not study_ids:
-        return set()
-    t = ReadingSession.__table__
-    query = sa.select(t.c.study_id).where(t.c.study_id.in_(list(study_ids)), sa.not_(t.c.ai_shown)).distinct()
-    return set(s.execute(query).scalars())
-
-
-@st.cache_data(ttl=5, show_spinner=False)
-def ai_hidden_cached(url: str, study_ids: tuple[int, ...]) -> set[int]:
-    with session() as s:
-        return ai_hidden_studies(s, study_ids)
-
-
 def clear_worklist_cache() -> None:
     """Forget cached worklist reads (after a claim, release or signature)."""
     worklist_rows.clear()
     status_counts.clear()
     top_findings_cached.clear()
-    ai_hidden_cached.clear()
 
 
 # --- the case being read -------------------------------------------------------------------------------
+def study_draw(s: Session, study_id: int, study_uid: str) -> float:
+    """The study's reader-study draw: the stored one, else computed from the key (and stored)."""
+    t = Study.__table__
+    draw = s.execute(sa.select(t.c.arm_draw).where(t.c.id == study_id)).scalar()
+    if draw is None:
+        draw = arms.arm_draw(study_uid, arm_key(str(settings().data_dir)))
+        s.execute(sa.update(t).where(t.c.id == study_id).values(arm_draw=draw))
+    return float(draw)
+
+
 def study_arm(s: Session, study_id: int) -> bool | None:
     """The arm a study was assigned when first opened (``ai_shown`` of its first reading session), or None."""
     t = ReadingSession.__table__

@@ -1,15 +1,15 @@
 """The reader's open case in this browser session: claim, arm assignment, reading session, timer, leave.
 
-One case is open at a time. Opening claims it (or reports who holds it), assigns the AI arm on the very
-first opening of the study (``Settings.ai_hidden_fraction``), starts a ``ReadingSession`` (audited
-``open`` by ``db``). Leaving (another case, sign-out) closes the reading session with the active time so far and
-gives the claim back; signing closes it too (``db.queries.sign_report`` releases the claim).
+One case is open at a time. Opening claims it (or reports who holds it), records the study's AI arm on its
+very first opening (the keyed draw of ``db.arms`` against ``Settings.ai_hidden_fraction``, the same arm the
+worklist already applied), starts a ``ReadingSession`` (audited ``open`` by ``db``). Leaving (another case,
+sign-out) closes the reading session with the active time so far and gives the claim back; signing closes it
+too (``db.queries.sign_report`` releases the claim).
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -53,12 +53,12 @@ def current() -> OpenCase | None:
     return st.session_state.get(CASE_KEY)
 
 
-def assign_arm(existing: bool | None, fraction: float, rng: random.Random | None = None) -> bool:
-    """``ai_shown`` for a case: the recorded arm if the study was opened before, else a random draw in which
-    a share ``fraction`` of cases is hidden."""
+def assign_arm(existing: bool | None, draw: float, fraction: float) -> bool:
+    """``ai_shown`` for a case: the recorded arm if the study was opened before, else shown unless the
+    study's draw (``db.arms.arm_draw``, in [0, 1)) is below ``fraction``."""
     if existing is not None:
         return bool(existing)
-    return (rng or random).random() >= float(fraction)
+    return float(draw) >= float(fraction)
 
 
 def open_case(user: SignedIn, study_id: int, *, take_over: bool = False) -> OpenOutcome:
@@ -91,7 +91,8 @@ def open_case(user: SignedIn, study_id: int, *, take_over: bool = False) -> Open
         if take_over:
             queries.record_event(session=s, actor=user.username, action="take_over", study_id=study_id)
         leave_case(user, release=True, keep=study_id)
-        ai_shown = assign_arm(data.study_arm(s, study_id), settings.ai_hidden_fraction)
+        draw = data.study_draw(s, study_id, study.study_uid)
+        ai_shown = assign_arm(data.study_arm(s, study_id), draw, settings.ai_hidden_fraction)
         # audited by db as "open" (with the arm)
         rid = queries.open_reading_session(session=s, study_id=study_id, reader=user.username, ai_shown=ai_shown)
         study_uid = study.study_uid

@@ -151,6 +151,8 @@ class Study(SQLModel, table=True):
     data_path: str | None = Field(default=None, sa_type=sa.Text)
     claimed_by: str | None = _user_fk(nullable=True, ondelete="SET NULL", index=False)
     claimed_at: datetime | None = _ts()
+    #: Reader-study draw in [0, 1) (``db.arms``): AI hidden when below ``ai_hidden_fraction``, until opened.
+    arm_draw: float | None = None
 
 
 class Series(SQLModel, table=True):

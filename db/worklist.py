@@ -8,6 +8,12 @@ Order (``rank`` in the returned items):
    that have waited longer than ``max_wait_minutes`` since arrival, whatever their score; oldest first.
 3. **routine**: everything else by priority score (high first, no score counts as 0), then arrival.
 
+**AI-hidden reading arm** (``db.arms``; the recorded arm of an opened study, else the study's keyed draw
+against ``ai_hidden_fraction``): the order must not reveal what the arm hides, so such a study is never
+ranked critical and its AI priority counts as 0 (it sorts with the unscored studies, by arrival). Needs
+attention (failed / unsuitable: the AI did not assess it) and overdue (waiting time) still apply. Its item
+carries ``ai_hidden=True`` and no AI output (scores, priority and the critical flag are blanked).
+
 Rule 2 is the starvation cap: once a study has waited ``max_wait_minutes`` only critical studies and
 studies that have waited even longer rank above it, so an AI-negative study is never pushed back
 indefinitely by a stream of higher-scored arrivals. Failed and unsuitable studies carry
@@ -16,8 +22,8 @@ indefinitely by a stream of higher-scored arrivals. Failed and unsuitable studie
 Finding filter (``finding=``, in SQL like the status and arrival filters): ``pe`` (critical flag or
 embolism score at the PE threshold), ``nodule`` (nodule score at ``NODULE_SUSPECTED``), ``attention``
 (failed / unsuitable), ``none`` (analysed, not needing attention, no finding in the latest analysis run).
-The AI-based filters (``pe``, ``nodule``, ``none``) leave out studies in the AI-hidden reading arm (a
-reading session with ``ai_shown = false``), so a filter cannot reveal what the arm hides.
+The AI-based filters (``pe``, ``nodule``, ``none``) leave out studies in the AI-hidden reading arm, so a
+filter cannot reveal what the arm hides.
 
 Ties are broken by study id, so pages are stable. Each rank is one query that the indexes on
 ``(received_at, id)`` and ``(status, critical, priority, received_at)`` serve without sorting the whole
@@ -34,13 +40,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from db.models import ATTENTION_STATUSES, OPEN_STATUSES, AnalysisRun, Finding, ReadingSession, Study
+from db.arms import ai_hidden_sql
+from db.models import ATTENTION_STATUSES, OPEN_STATUSES, AnalysisRun, Finding, Study
 from db.types import as_utc, utcnow
 
 _S = Study.__table__
 _F = Finding.__table__
 _R = AnalysisRun.__table__
-_RS = ReadingSession.__table__
 RANK_NAMES = {0: "critical", 1: "attention", 2: "routine"}
 #: Values of ``worklist(finding=...)``.
 FINDING_FILTERS = ("pe", "nodule", "attention", "none")
@@ -81,6 +87,7 @@ class WorklistItem:
     overdue: bool
     needs_attention: bool
     waited_minutes: float
+    ai_hidden: bool = False
 
     def to_dict(self, *, identifiers: bool = True) -> dict[str, Any]:
         """JSON-friendly dict (ISO timestamps); ``identifiers=False`` drops patient ID and name."""
@@ -102,12 +109,24 @@ def _settings_defaults(max_wait_minutes: float | None) -> float:
     return float(max_wait_minutes)
 
 
+def _hidden_fraction(fraction: float | None) -> float:
+    if fraction is None:
+        from inference.config import get_settings
+
+        fraction = get_settings().ai_hidden_fraction
+    return float(fraction)
+
+
+#: What a hidden-arm item carries instead of the AI output.
+_WITHHELD = {"nodule_score": None, "embolism_score": None, "priority": None, "critical": False}
+
+
 def _filter(statuses: Sequence[str] | None) -> sa.ColumnElement[bool]:
     wanted = tuple(statuses) if statuses else OPEN_STATUSES
     return _S.c.status.in_(wanted)
 
 
-def _finding_filter(finding: str, pe_threshold: float | None) -> sa.ColumnElement[bool]:
+def _finding_filter(finding: str, pe_threshold: float | None, hidden: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
     """The SQL condition of a finding filter (see the module docstring).
 
     Raises:
@@ -116,7 +135,7 @@ def _finding_filter(finding: str, pe_threshold: float | None) -> sa.ColumnElemen
     attention = _S.c.status.in_(ATTENTION_STATUSES)
     if finding == "attention":
         return attention
-    ai_shown = ~sa.exists().where(_RS.c.study_id == _S.c.id, sa.not_(_RS.c.ai_shown))
+    ai_shown = sa.not_(hidden)
     if finding == "pe":
         if pe_threshold is None:
             from inference.config import get_settings
@@ -144,6 +163,7 @@ def worklist(
     received_before: datetime | None = None,
     finding: str | None = None,
     pe_threshold: float | None = None,
+    ai_hidden_fraction: float | None = None,
 ) -> list[WorklistItem]:
     """One page of the ranked worklist (see the module docstring for the order).
 
@@ -158,6 +178,8 @@ def worklist(
         received_before: only studies received before this time.
         finding: one of ``FINDING_FILTERS`` (see the module docstring), or None for every study.
         pe_threshold: embolism score of the ``pe`` filter (default: ``Settings.pe_critical_threshold``).
+        ai_hidden_fraction: share of never-opened studies in the AI-hidden arm (default:
+            ``Settings.ai_hidden_fraction``); studies without a stored draw count as shown.
 
     Returns:
         The items of the page, best first.
@@ -169,13 +191,15 @@ def worklist(
     cutoff = now - timedelta(minutes=_settings_defaults(max_wait_minutes))
     attention = _S.c.status.in_(ATTENTION_STATUSES)
     overdue = _S.c.received_at < cutoff
-    score = sa.func.coalesce(_S.c.priority, 0.0).desc()
-    # One index-friendly query per rank, each cut at offset + limit rows; the ranks are disjoint and
-    # already ordered, so the page is a slice of their concatenation.
+    hidden = ai_hidden_sql(_hidden_fraction(ai_hidden_fraction))
+    critical = sa.and_(_S.c.critical, sa.not_(hidden))
+    score = sa.case((hidden, 0.0), else_=sa.func.coalesce(_S.c.priority, 0.0)).desc()
+    # One query per rank, each cut at offset + limit rows; the ranks are disjoint and already ordered, so
+    # the page is a slice of their concatenation.
     tiers = (
-        (0, [_S.c.critical], [score, _S.c.received_at, _S.c.id]),
-        (1, [sa.not_(_S.c.critical), sa.or_(attention, overdue)], [_S.c.received_at, _S.c.id]),
-        (2, [sa.not_(_S.c.critical), sa.not_(attention), sa.not_(overdue)], [score, _S.c.received_at, _S.c.id]),
+        (0, [critical], [score, _S.c.received_at, _S.c.id]),
+        (1, [sa.not_(critical), sa.or_(attention, overdue)], [_S.c.received_at, _S.c.id]),
+        (2, [sa.not_(critical), sa.not_(attention), sa.not_(overdue)], [score, _S.c.received_at, _S.c.id]),
     )
     window = []
     if received_from is not None:
@@ -183,12 +207,12 @@ def worklist(
     if received_before is not None:
         window.append(_S.c.received_at < as_utc(received_before))
     if finding is not None:
-        window.append(_finding_filter(finding, pe_threshold))
+        window.append(_finding_filter(finding, pe_threshold, hidden))
     needed = offset + limit
     ranked: list[tuple[int, Any]] = []
     for rank, where, order in tiers:
         query = (
-            sa.select(*(_S.c[name] for name in _COLUMNS), overdue.label("overdue"))
+            sa.select(*(_S.c[name] for name in _COLUMNS), overdue.label("overdue"), hidden.label("ai_hidden"))
             .where(_filter(statuses), *where, *window)
             .order_by(*order)
             .limit(needed - len(ranked))
@@ -200,13 +224,15 @@ def worklist(
     for rank, row in ranked[offset:needed]:
         data = row._asdict()
         received = as_utc(data["received_at"])
+        values = {name: data[name] for name in _COLUMNS} | (_WITHHELD if data["ai_hidden"] else {})
         items.append(
             WorklistItem(
-                **{name: data[name] for name in _COLUMNS},
+                **values,
                 rank=RANK_NAMES[rank],
                 overdue=bool(data["overdue"]),
                 needs_attention=data["status"] in ATTENTION_STATUSES,
                 waited_minutes=round((now - received).total_seconds() / 60.0, 1),
+                ai_hidden=bool(data["ai_hidden"]),
             )
         )
     return items

@@ -2,8 +2,8 @@
 
 Order is the database's (critical PE first, then the overdue / needs-attention band, then priority). One
 click on "Open" claims the study and opens the review viewer; if another reader holds it, the row says who.
-Every filter (status, finding, arrival date) runs in SQL. Studies already drawn into the AI-hidden reading
-arm show no AI scores, badge or top finding.
+Every filter (status, finding, arrival date) runs in SQL. Studies in the AI-hidden reading arm (known
+before their first opening, ``db.arms``) show no AI scores, badge or top finding, and are not ranked by them.
 """
 
 from __future__ import annotations
@@ -127,9 +127,8 @@ def render() -> None:
         shown = data.worklist_rows(
             url, statuses or tuple(OPEN_STATUSES), PAGE_ROWS, day_range, FINDING_FILTERS[finding]
         )
-        ids = tuple(i.id for i in shown)
+        ids = tuple(i.id for i in shown if not i.ai_hidden)  # hidden-arm studies: no AI output fetched
         tops = data.top_findings_cached(url, ids)
-        hidden = data.ai_hidden_cached(url, ids)
         counts = data.status_counts(url)
         waiting = sum(counts.get(s, 0) for s in ("ready", "in_review"))
         attention = sum(counts.get(s, 0) for s in ("failed", "unsuitable"))
@@ -144,7 +143,7 @@ def render() -> None:
             st.info("No studies match these filters.")
         for item in shown:
             with st.container(key=f"wl_row_{item.id}"):
-                row(item, tops.get(item.id), item.id in hidden)
+                row(item, tops.get(item.id), item.ai_hidden)
 
     table()
 

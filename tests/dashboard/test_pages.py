@@ -95,8 +95,8 @@ def test_open_claims_and_audits_and_held_case_names_holder(seeded):
 
 
 def test_worklist_hides_ai_output_of_ai_hidden_arm_and_filters_in_sql(seeded):
-    """Test that a study drawn into the AI-hidden arm shows no scores, badge or top finding on the worklist,
-    and that the finding filter (in SQL) neither lists it nor drops the others."""
+    """Test that a study recorded in the AI-hidden arm shows no scores, badge or top finding on the worklist and
+    is not ranked by them, and that the finding filter (in SQL) neither lists it nor drops the others."""
     with _session() as s:
         queries.open_reading_session(session=s, study_id=seeded["pe"], reader="reader2", ai_shown=False)
     at = app("reader1")
@@ -104,7 +104,8 @@ def test_worklist_hides_ai_output_of_ai_hidden_arm_and_filters_in_sql(seeded):
     assert not at.exception, at.exception
     page = texts(at)
     badges = [h.value for h in at.get("html") if "wl-badge" in str(h.value)]
-    assert "AI HIDDEN" in badges[0] and not any("CRITICAL PE" in b for b in badges)
+    assert any("AI HIDDEN" in b for b in badges) and not any("CRITICAL PE" in b for b in badges)
+    assert "NEEDS ATTENTION" in badges[0]  # the hidden critical PE is not ranked first either
     assert page.count("hidden (reader study)") == 3  # PE, nodule, top finding of that row
     assert "Critical^Pat" in page and "93%" not in page and "71%" not in page and "lobar" not in page
     assert "62%" in page and "Routine^Ron" in page  # other rows keep their AI output
@@ -116,6 +117,28 @@ def test_worklist_hides_ai_output_of_ai_hidden_arm_and_filters_in_sql(seeded):
     at.selectbox(key="wl_finding").set_value("Needs attention").run()
     page = texts(at)
     assert "Failed^Fay" in page and "Routine^Ron" not in page
+
+
+def test_hidden_arm_is_known_on_the_worklist_before_the_first_opening(seeded, monkeypatch):
+    """Test that with every study drawn into the AI-hidden arm the worklist shows no AI output and does not
+    put the critical PE first before anyone opened a study, and that opening records that same arm."""
+    from inference.config import get_settings
+
+    monkeypatch.setenv("TRIAGE_AI_HIDDEN_FRACTION", "1")
+    get_settings.cache_clear()
+    at = app("reader1")
+    at.run()
+    assert not at.exception, at.exception
+    page = texts(at)
+    badges = [h.value for h in at.get("html") if "wl-badge" in str(h.value)]
+    assert not any("CRITICAL PE" in b for b in badges) and any("AI HIDDEN" in b for b in badges)
+    assert "93%" not in page and "62%" not in page and "lobar" not in page
+    assert "NEEDS ATTENTION" in badges[0] and "model crashed" in page  # attention is not an AI result
+    assert page.index("Routine^Ron") < page.index("Critical^Pat")  # arrival order, not the PE score
+    at.button(key=f"open_{seeded['pe']}").click().run()
+    with _session() as s:
+        rows = s.exec(sa.select(ReadingSession.ai_shown).where(ReadingSession.study_id == seeded["pe"])).all()
+    assert rows == [(False,)]
 
 
 def _open_review(seeded, key: str = "pe"):

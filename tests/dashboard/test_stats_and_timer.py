@@ -28,13 +28,14 @@ def test_formats():
     assert format_wait(12.9) == "12 min" and format_wait(185) == "3 h 05" and format_wait(60 * 52) == "2 d 4 h"
 
 
-def test_arm_keeps_the_recorded_arm_and_draws_the_configured_share():
-    """Test that a study keeps its first arm and that about `fraction` of new cases are hidden."""
-    assert assign_arm(False, 0.0) is False and assign_arm(True, 1.0) is True
+def test_arm_keeps_the_recorded_arm_and_hides_draws_below_the_fraction():
+    """Test that a study keeps its recorded arm and that otherwise its draw decides (hidden below `fraction`)."""
+    assert assign_arm(False, 0.99, 0.0) is False and assign_arm(True, 0.01, 1.0) is True
+    assert assign_arm(None, 0.29, 0.3) is False and assign_arm(None, 0.3, 0.3) is True
     rng = random.Random(3)
-    hidden = sum(not assign_arm(None, 0.3, rng) for _ in range(4000))
+    hidden = sum(not assign_arm(None, rng.random(), 0.3) for _ in range(4000))
     assert 0.27 < hidden / 4000 < 0.33
-    assert assign_arm(None, 1.0) is False and assign_arm(None, 0.0) is True
+    assert assign_arm(None, 0.999, 1.0) is False and assign_arm(None, 0.0, 0.0) is True
 
 
 def test_bootstrap_interval_contains_the_median_and_narrows_with_n():

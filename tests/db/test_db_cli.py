@@ -35,9 +35,9 @@ def test_upgrade_current_and_worklist(db_env: str, capsys: pytest.CaptureFixture
     assert "outdated" in capsys.readouterr().out
 
     assert main(["db", "upgrade"]) == 0
-    assert "upgraded from empty to 0002_auth_session (head)" in capsys.readouterr().out
+    assert "upgraded from empty to 0003_study_arm_draw (head)" in capsys.readouterr().out
     assert main(["db", "upgrade"]) == 0
-    assert "already at 0002_auth_session" in capsys.readouterr().out
+    assert "already at 0003_study_arm_draw" in capsys.readouterr().out
     assert main(["db", "current"]) == 0
     assert "up to date" in capsys.readouterr().out
 
