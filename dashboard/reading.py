@@ -18,6 +18,7 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.auth import SignedIn
+from dashboard.components import heartbeat
 from dashboard.components.timer import ActivityClock
 from db import queries
 from db.types import as_utc, utcnow
@@ -96,7 +97,7 @@ def open_case(user: SignedIn, study_id: int, *, take_over: bool = False) -> Open
         # audited by db as "open" (with the arm)
         rid = queries.open_reading_session(session=s, study_id=study_id, reader=user.username, ai_shown=ai_shown)
         study_uid = study.study_uid
-    clock = ActivityClock(idle_cap_s=settings.reading_idle_cap_s)
+    clock = ActivityClock(idle_cap_s=settings.reading_idle_cap_s, report_interval_s=heartbeat.INTERVAL_S)
     clock.touch(time.monotonic())
     st.session_state[CASE_KEY] = OpenCase(study_id, study_uid, rid, ai_shown, clock)
     data.clear_worklist_cache()
@@ -112,11 +113,31 @@ def touch() -> float:
     return case.clock.touch(time.monotonic())
 
 
+def browser_report(value: object) -> float | None:
+    """Feed a heartbeat report (``components.heartbeat``) into the open case's clock; returns the seconds
+    added, or None (no case, a report already counted, or one counted for another case)."""
+    case = current()
+    if case is None or case.signed:
+        return None
+    seen = st.session_state.setdefault(heartbeat.SEEN_KEY, {})
+    seconds = heartbeat.new_report(value, case.reading_session_id, seen)
+    if seconds is not None:
+        case.clock.add_browser(seconds, time.monotonic())
+    return seconds
+
+
 def close_timing(case: OpenCase) -> float:
     """Close the case's reading session with its active time; returns the seconds recorded."""
     seconds = round(case.clock.total(time.monotonic()), 1)
     with data.session() as s:
         queries.close_reading_session(session=s, reading_session_id=case.reading_session_id, active_seconds=seconds)
+    log.info(
+        "reading session %d closed: %.1f s active (%s timing, %d heartbeat reports)",
+        case.reading_session_id,
+        seconds,
+        case.clock.source,
+        case.clock.reports,
+    )
     return seconds
 
 

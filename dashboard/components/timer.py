@@ -1,12 +1,17 @@
-"""The reading timer: active time from opening a case to signing it, counted from the reader's interactions.
+"""The reading timer: active time from opening a case to signing it.
 
-Method (documented in ``dashboard/README.md``): every interaction with the case page (scrolling a slice,
-changing the window, toggling an overlay, a verdict, a click on the image — each is a Streamlit rerun of the
-page or of the viewer fragment) calls ``ActivityClock.touch(now)``. The time between two consecutive
-interactions counts as reading time up to ``idle_cap_s``; a longer gap (the reader left the desk, switched
-to another application or tab) counts only ``idle_cap_s``. Time after the last interaction and before
-signing counts the same way. So a reader who looks at one image for 40 s without touching anything is still
-timed, and a case left open over lunch adds at most ``idle_cap_s``.
+Two sources (documented in ``dashboard/README.md``):
+
+* **browser** (preferred): the heartbeat component (``components/heartbeat.py``) reports every few seconds
+  how many seconds the tab was visible with mouse / key / wheel / pointer activity within the idle window.
+  ``ActivityClock.add_browser`` sums the reports (never more than the wall time since opening); the
+  unreported tail since the last report counts up to one report interval.
+* **server** (fallback, until the first report arrives or where the component cannot run): every
+  interaction with the case page (scrolling a slice, changing the window, toggling an overlay, a verdict, a
+  click on the image — each is a Streamlit rerun of the page or of a fragment) calls
+  ``ActivityClock.touch(now)``. The time between two consecutive interactions counts up to ``idle_cap_s``; a
+  longer gap counts only ``idle_cap_s``. So a reader who looks at one image for 40 s without touching
+  anything is still timed, and a case left open over lunch adds at most ``idle_cap_s``.
 """
 
 from __future__ import annotations
@@ -19,10 +24,14 @@ class ActivityClock:
     """Accumulates active seconds from interaction timestamps (``time.monotonic()`` values)."""
 
     idle_cap_s: float = 90.0
+    report_interval_s: float = 15.0
     started: float | None = None
     last: float | None = None
     active_s: float = 0.0
     interactions: int = 0
+    browser_s: float = 0.0
+    reports: int = 0
+    last_report: float | None = None
 
     def touch(self, now: float) -> float:
         """Record an interaction at ``now``; returns the active seconds so far."""
@@ -35,8 +44,29 @@ class ActivityClock:
         self.interactions += 1
         return self.active_s
 
+    def add_browser(self, seconds: float, now: float) -> float:
+        """Add a heartbeat report of ``seconds`` active seconds received at ``now``; returns the browser total.
+        The sum never exceeds the wall time since the clock started (or since the first report)."""
+        if self.started is None:
+            self.started = now
+        self.reports += 1
+        self.last_report = now
+        self.browser_s = min(self.browser_s + max(0.0, float(seconds)), max(0.0, now - self.started))
+        return self.browser_s
+
+    @property
+    def source(self) -> str:
+        """``"browser"`` once a heartbeat report arrived, else ``"server"`` (the interaction estimate)."""
+        return "browser" if self.reports else "server"
+
     def total(self, now: float) -> float:
-        """Active seconds up to ``now`` (the pending gap since the last interaction included, capped)."""
+        """Active seconds up to ``now``: the browser reports plus the unreported tail (at most one report
+        interval) once there are reports, else the server estimate (the pending gap since the last interaction
+        included, capped). Never more than the wall time since the clock started."""
+        if self.reports:
+            assert self.last_report is not None and self.started is not None
+            tail = min(max(0.0, now - self.last_report), self.report_interval_s)
+            return min(self.browser_s + tail, max(0.0, now - self.started))
         if self.last is None:
             return 0.0
         return self.active_s + min(max(0.0, now - self.last), self.idle_cap_s)

@@ -11,7 +11,7 @@ import time
 import streamlit as st
 
 from dashboard import data, reading
-from dashboard.components import viewer
+from dashboard.components import heartbeat, viewer
 from dashboard.components.timer import format_seconds
 from dashboard.components.ui import badge, safe_md, score_html
 from db import queries
@@ -56,8 +56,9 @@ def header(study, case: reading.OpenCase) -> None:
     seconds = case.clock.total(time.monotonic())
     c3.markdown(
         f":material/timer: **{format_seconds(seconds)}** active",
-        help="Reading time counted from your interactions with this case; a pause longer than the idle cap "
-        "counts only up to the cap.",
+        help="Reading time: the seconds this page was visible and in use (reported by the browser), or, until "
+        "the browser's first report, estimated from your interactions with this case (a pause longer than "
+        "the idle cap counts only up to the cap).",
     )
 
 
@@ -190,6 +191,13 @@ def add_finding_form(user, case: reading.OpenCase):
     return form
 
 
+def activity_heartbeat(case: reading.OpenCase) -> None:
+    """The browser heartbeat (its own fragment: a report reruns only this, not the page)."""
+    data.require_valid_session()
+    value = heartbeat.heartbeat(case.reading_session_id, idle_s=data.settings().reading_idle_cap_s)
+    reading.browser_report(value)
+
+
 def report_form(user, case: reading.OpenCase, reader_findings: list) -> None:
     st.markdown("##### Report")
     if reader_findings:
@@ -219,7 +227,7 @@ def report_form(user, case: reading.OpenCase, reader_findings: list) -> None:
         except queries.ReviewConflict as exc:
             st.error(f"Not signed: {exc}.")
             return
-        st.session_state["just_signed"] = seconds
+        st.session_state["just_signed"] = (seconds, case.clock.source)
         st.rerun()
 
 
@@ -231,8 +239,9 @@ def render() -> None:
         st.page_link("views/worklist.py", label="Go to the worklist", icon=":material/list:")
         return
     if case.signed:
-        seconds = st.session_state.get("just_signed")
-        st.success(f"Signed. Active reading time {format_seconds(seconds)}.", icon=":material/check_circle:")
+        seconds, source = st.session_state.get("just_signed") or (None, "")
+        how = {"browser": " (from browser activity)", "server": " (estimated from interactions)"}.get(source, "")
+        st.success(f"Signed. Active reading time {format_seconds(seconds)}{how}.", icon=":material/check_circle:")
         if st.button("Next case", type="primary"):
             st.query_params.clear()
             st.session_state.pop(reading.CASE_KEY, None)
@@ -273,6 +282,7 @@ def render() -> None:
             st.info("AI results are hidden for this case (AI-hidden study arm). Read it as you would without AI.")
     with right:
         report_form(user, case, [r for r in reader_findings if r.reader == user.username])
+    st.fragment(activity_heartbeat)(case)
 
 
 render()

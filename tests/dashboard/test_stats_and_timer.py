@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dashboard.components import charts
+from dashboard.components.heartbeat import new_report
 from dashboard.components.timer import ActivityClock, format_seconds, format_wait
 from dashboard.reading import assign_arm
 
@@ -20,6 +21,35 @@ def test_clock_counts_gaps_up_to_the_idle_cap():
     assert clock.active_s == pytest.approx(10 + 30 + 60 + 5)
     assert clock.total(1010) == pytest.approx(110) and clock.total(5000) == pytest.approx(165)
     assert ActivityClock().total(123) == 0.0
+
+
+def test_clock_prefers_browser_reports_and_never_exceeds_wall_time():
+    """Test that heartbeat reports replace the interaction estimate, that the unreported tail counts up to one
+    report interval, and that neither a report nor the total can exceed the wall time since opening."""
+    clock = ActivityClock(idle_cap_s=60, report_interval_s=15)
+    clock.touch(100.0)  # opened
+    clock.touch(130.0)
+    assert clock.source == "server" and clock.total(140.0) == pytest.approx(40)
+    clock.add_browser(12.0, 115.0)  # 12 active seconds of the first 15
+    clock.add_browser(0.0, 130.0)
+    clock.add_browser(9.5, 145.0)
+    assert clock.source == "browser" and clock.reports == 3 and clock.browser_s == pytest.approx(21.5)
+    assert clock.total(145.0) == pytest.approx(21.5)
+    assert clock.total(150.0) == pytest.approx(26.5)  # tail since the last report
+    assert clock.total(400.0) == pytest.approx(36.5)  # tail capped at one interval
+    assert clock.add_browser(500.0, 160.0) == pytest.approx(60.0)  # a report cannot exceed wall time
+    assert clock.total(160.0) == pytest.approx(60.0) and clock.total(161.0) <= 61.0
+
+
+def test_heartbeat_reports_count_once_and_only_for_their_case():
+    """Test that a report is counted once (by sequence number) and only for the case it was counted for."""
+    seen: dict = {}
+    report = {"seq": 1, "case": 7, "active_s": 14.5, "window_s": 15.0}
+    assert new_report(report, 7, seen) == 14.5
+    assert new_report(report, 7, seen) is None  # the same value again on a later rerun
+    assert new_report({**report, "seq": 2}, 8, seen) is None  # counted while another case was open
+    assert new_report({**report, "seq": 2, "active_s": -3}, 7, seen) == 0.0
+    assert new_report(None, 7, seen) is None and new_report({"case": 7, "active_s": 1}, 7, seen) is None
 
 
 def test_formats():

@@ -53,6 +53,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "TRIAGE_DEMO_MODE": "1",
         "TRIAGE_AI_HIDDEN_FRACTION": "0",
         "TRIAGE_CLAIM_STALE_MINUTES": "0",
+        "TRIAGE_DASHBOARD_HEARTBEAT_S": "2",  # browser activity reports every 2 s instead of 15
     }
     env.pop("TRIAGE_DATABASE_URL", None)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

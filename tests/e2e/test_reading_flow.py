@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 import time
 
+import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 from sqlmodel import Session
 
 from db import queries
+from db.models import ReadingSession
 from db.session import create_db_engine
 from tests.dashboard.seed import HTML_NAME, PASSWORD
 from tests.e2e.conftest import ARTIFACTS, Server
@@ -92,6 +94,28 @@ def test_read_a_critical_case_end_to_end(page: Page, server: Server):
     expect(page.get_by_test_id("stMetric").first).to_contain_text("1", timeout=T)
     expect(page.get_by_test_id("stMetric").first).to_contain_text("Readings (cases)")
     page.screenshot(path=str(ARTIFACTS / "analytics.png"))
+
+
+def test_browser_heartbeat_times_the_reading(page: Page, server: Server):
+    """Test that the heartbeat component loads on the case page and that its reports of active seconds reach
+    the server: the reading is timed from browser activity, more than 0 s and not more than the wall time."""
+    routine = server.ids["routine"]
+    sign_in(page, server)
+    start = time.monotonic()
+    page.locator(f".st-key-wl_row_{routine}").get_by_role("button", name="Open").click()
+    expect(page.get_by_test_id("vw-label-axial")).to_contain_text("AXIAL", timeout=T)
+    beat = page.locator('iframe[title$="triage_heartbeat"]')
+    expect(beat).to_be_attached(timeout=T)
+    expect(beat.content_frame.locator("script")).to_have_count(1)  # the component's page loaded
+    for n in range(14):  # the reader moves the mouse over the images for about 7 s
+        page.mouse.move(300 + 20 * (n % 5), 400 + 10 * (n % 3))
+        page.wait_for_timeout(500)
+    page.get_by_role("button", name="Sign report").click()
+    expect(page.get_by_text("from browser activity")).to_be_visible(timeout=T)
+    wall = time.monotonic() - start
+    with db(server) as s:
+        (active,) = s.exec(sa.select(ReadingSession.active_seconds).where(ReadingSession.study_id == routine)).one()
+    assert 0 < active <= wall, (active, wall)
 
 
 def test_case_url_without_sign_in_shows_no_patient_data(page: Page, server: Server):
