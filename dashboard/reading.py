@@ -20,7 +20,7 @@ from dashboard import data
 from dashboard.auth import SignedIn
 from dashboard.components import heartbeat
 from dashboard.components.timer import ActivityClock
-from db import queries
+from db import arms, queries
 from db.types import as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,13 @@ def current() -> OpenCase | None:
     return st.session_state.get(CASE_KEY)
 
 
-def assign_arm(existing: bool | None, draw: float, fraction: float) -> bool:
+def assign_arm(existing: bool | None, draw: float, fraction: float, critical: bool = False) -> bool:
     """``ai_shown`` for a case: the recorded arm if the study was opened before, else shown unless the
-    study's draw (``db.arms.arm_draw``, in [0, 1)) is below ``fraction``."""
+    study's draw (``db.arms.arm_draw``, in [0, 1)) is below ``fraction`` (``db.arms.drawn_hidden``: a study
+    the AI flags critical is always shown)."""
     if existing is not None:
         return bool(existing)
-    return float(draw) >= float(fraction)
+    return not arms.drawn_hidden(draw, fraction, critical)
 
 
 def open_case(user: SignedIn, study_id: int, *, take_over: bool = False) -> OpenOutcome:
@@ -93,7 +94,7 @@ def open_case(user: SignedIn, study_id: int, *, take_over: bool = False) -> Open
             queries.record_event(session=s, actor=user.username, action="take_over", study_id=study_id)
         leave_case(user, release=True, keep=study_id)
         draw = data.study_draw(s, study_id, study.study_uid)
-        ai_shown = assign_arm(data.study_arm(s, study_id), draw, settings.ai_hidden_fraction)
+        ai_shown = assign_arm(data.study_arm(s, study_id), draw, settings.ai_hidden_fraction, bool(study.critical))
         # audited by db as "open" (with the arm)
         rid = queries.open_reading_session(session=s, study_id=study_id, reader=user.username, ai_shown=ai_shown)
         study_uid = study.study_uid

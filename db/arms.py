@@ -6,6 +6,11 @@ function of the study. A study is in the AI-hidden arm when its draw is below ``
 The draw is stored in ``Study.arm_draw`` (filled by ``fill_arm_draws``), so SQL (the worklist order and its
 AI filters) can tell the arm. Once a study is opened its arm is recorded (``ReadingSession.ai_shown``) and the
 recorded arm wins from then on, even if the fraction changes later.
+
+Safety: a study the AI flags critical (PE above the critical threshold) is never drawn into the hidden arm:
+a reader study must not hold back a critical alert. The hidden arm is therefore drawn among non-critical
+studies only, and arm comparisons are fair within non-critical studies (the analytics turnaround is also
+split by priority class).
 """
 
 from __future__ import annotations
@@ -68,11 +73,18 @@ def fill_arm_draws(*, session: Session, key: bytes) -> int:
     return len(rows)
 
 
+def drawn_hidden(draw: float | None, fraction: float, critical: bool) -> bool:
+    """Whether a never-opened study is in the AI-hidden arm: its draw is below ``fraction`` and the AI did
+    not flag it critical (critical alerts are never withheld). No draw yet: shown."""
+    return draw is not None and not critical and float(draw) < float(fraction)
+
+
 def ai_hidden_sql(fraction: float) -> sa.ColumnElement[bool]:
     """SQL condition (correlated to ``study``): the study is in the AI-hidden arm. The recorded arm wins (a
     reading session with ``ai_shown`` false; any reading session without one means shown); a study never
-    opened is hidden when its draw is below ``fraction`` (no draw yet: shown)."""
+    opened is hidden as ``drawn_hidden`` says (draw below ``fraction``, not critical)."""
     recorded_hidden = sa.exists().where(_RS.c.study_id == _S.c.id, sa.not_(_RS.c.ai_shown))
     opened = sa.exists().where(_RS.c.study_id == _S.c.id)
-    drawn_hidden = sa.and_(~opened, _S.c.arm_draw.is_not(None), _S.c.arm_draw < float(fraction))
+    drawn_hidden = sa.and_(~opened, _S.c.arm_draw.is_not(None), _S.c.arm_draw < float(fraction),
+                           sa.not_(_S.c.critical))
     return sa.or_(recorded_hidden, drawn_hidden)

@@ -9,8 +9,8 @@ Order (``rank`` in the returned items):
 3. **routine**: everything else by priority score (high first, no score counts as 0), then arrival.
 
 **AI-hidden reading arm** (``db.arms``; the recorded arm of an opened study, else the study's keyed draw
-against ``ai_hidden_fraction``): the order must not reveal what the arm hides, so such a study is never
-ranked critical and its AI priority counts as 0 (it sorts with the unscored studies, by arrival). Needs
+against ``ai_hidden_fraction``; a study the AI flags critical is never drawn into it, so critical alerts are
+never withheld): the order must not reveal what the arm hides, so its AI priority counts as 0 (it sorts with the unscored studies, by arrival). Needs
 attention (failed / unsuitable: the AI did not assess it) and overdue (waiting time) still apply. Its item
 carries ``ai_hidden=True`` and no AI output (scores, priority and the critical flag are blanked).
 

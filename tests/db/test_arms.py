@@ -48,24 +48,43 @@ def test_fill_arm_draws_fills_only_missing_draws(session: Session) -> None:
 
 def test_worklist_hides_and_does_not_rank_by_ai_of_the_hidden_arm_before_opening(session: Session) -> None:
     """Test that a never-opened study whose draw is below the fraction shows no AI output and is ranked as
-    an unscored routine study (a critical score does not lift it), that AI filters leave it out, and that
-    with fraction 0 it is critical again."""
-    hidden_pe = make_study(session, received_at=NOW - timedelta(minutes=5), embolism=0.95, nodule=0.2)
+    an unscored routine study (its high score does not lift it), that AI filters leave it out, and that with
+    fraction 0 its score ranks it again."""
+    hidden_top = make_study(session, received_at=NOW - timedelta(minutes=5), nodule=0.97, embolism=0.3)
     high = make_study(session, received_at=NOW - timedelta(minutes=30), nodule=0.9, embolism=0.1)
     low = make_study(session, received_at=NOW - timedelta(minutes=60), nodule=0.1, embolism=0.05)
-    for study, draw in ((hidden_pe, 0.05), (high, 0.9), (low, 0.6)):
+    for study, draw in ((hidden_top, 0.05), (high, 0.9), (low, 0.6)):
         _set_draw(session, study.id, draw)
 
     items = queries.worklist(session=session, now=NOW, max_wait_minutes=120, ai_hidden_fraction=0.2)
-    assert [i.id for i in items] == [high.id, low.id, hidden_pe.id]
+    assert [i.id for i in items] == [high.id, low.id, hidden_top.id]
     hidden = items[2]
     assert hidden.ai_hidden and hidden.rank == "routine" and not hidden.critical
     assert hidden.embolism_score is None and hidden.nodule_score is None and hidden.priority is None
     assert not items[0].ai_hidden and items[0].nodule_score == 0.9
-    assert queries.worklist(session=session, now=NOW, finding="pe", ai_hidden_fraction=0.2) == []
+    nodule_filter = queries.worklist(session=session, now=NOW, finding="nodule", ai_hidden_fraction=0.2)
+    assert high.id in {i.id for i in nodule_filter} and hidden_top.id not in {i.id for i in nodule_filter}
 
     shown = queries.worklist(session=session, now=NOW, max_wait_minutes=120, ai_hidden_fraction=0.0)
-    assert [i.id for i in shown] == [hidden_pe.id, high.id, low.id] and shown[0].rank == "critical"
+    assert [i.id for i in shown] == [hidden_top.id, high.id, low.id] and not shown[0].ai_hidden
+
+
+def test_a_critical_study_is_never_drawn_into_the_hidden_arm(session: Session) -> None:
+    """Test the safety rule: a critical PE whose draw is below the fraction stays AI-shown, critical and on
+    top (the worklist) and is opened AI-shown (``assign_arm``); a non-critical study with the same draw is
+    hidden."""
+    from dashboard.reading import assign_arm
+
+    critical = make_study(session, received_at=NOW - timedelta(minutes=5), embolism=0.95, nodule=0.2)
+    routine = make_study(session, received_at=NOW - timedelta(minutes=30), nodule=0.6, embolism=0.1)
+    for study in (critical, routine):
+        _set_draw(session, study.id, 0.01)
+    items = queries.worklist(session=session, now=NOW, max_wait_minutes=120, ai_hidden_fraction=1.0)
+    assert [i.id for i in items] == [critical.id, routine.id]
+    assert not items[0].ai_hidden and items[0].rank == "critical" and items[0].embolism_score == 0.95
+    assert items[1].ai_hidden and items[1].nodule_score is None
+    assert assign_arm(None, 0.01, 1.0, critical=True) is True
+    assert assign_arm(None, 0.01, 1.0, critical=False) is False
 
 
 def test_recorded_arm_wins_over_the_draw(session: Session) -> None:
