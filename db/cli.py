@@ -83,11 +83,16 @@ def _fmt(value: float | None) -> str:
 
 @_safe
 def cmd_worklist(args: argparse.Namespace) -> int:
+    from db.arms import fill_arm_draws, load_key
     from db.queries import count_worklist, worklist
     from db.session import get_engine, session_scope
+    from inference.config import get_settings
 
     engine = get_engine(_url(args))
     with session_scope(engine) as session:
+        settings = get_settings()
+        if settings.ai_hidden_fraction > 0:  # as the dashboard: hidden-arm studies never show their AI output
+            fill_arm_draws(session=session, key=load_key(settings.data_dir))
         items = worklist(session=session, statuses=args.status, limit=args.limit, offset=args.offset)
         total = count_worklist(session=session, statuses=args.status)
     if args.json:

@@ -76,3 +76,26 @@ def test_db_without_action_prints_help(capsys: pytest.CaptureFixture[str]) -> No
     """Test that `triage db` alone shows its actions."""
     assert main(["db"]) == 1
     assert "upgrade" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("empty_db_url", ENGINES, indirect=True)
+def test_worklist_cli_applies_the_reader_study_arm(db_env: str, monkeypatch, capsys) -> None:
+    """Test that `triage worklist` draws the arms of new studies as the dashboard does: with every study in
+    the AI-hidden arm a non-critical study shows no scores, while a critical PE keeps its alert."""
+    from inference.config import get_settings
+
+    monkeypatch.setenv("TRIAGE_AI_HIDDEN_FRACTION", "1.0")
+    get_settings.cache_clear()
+    assert main(["db", "upgrade"]) == 0
+    engine = create_db_engine(db_env)
+    with session_scope(engine) as session:
+        queries.upsert_study(session=session, study_uid="1.2.3.4", header={})
+        queries.store_analysis(session=session, study_uid="1.2.3.4", scores={"nodule": 0.2, "embolism": 0.9})
+        queries.upsert_study(session=session, study_uid="1.2.3.6", header={})
+        queries.store_analysis(session=session, study_uid="1.2.3.6", scores={"nodule": 0.8, "embolism": 0.1})
+    engine.dispose()
+    capsys.readouterr()
+    assert main(["worklist", "--json"]) == 0
+    items = {i["study_uid"]: i for i in json.loads(capsys.readouterr().out)["items"]}
+    assert items["1.2.3.4"]["rank"] == "critical" and items["1.2.3.4"]["embolism_score"] == 0.9
+    assert items["1.2.3.6"]["nodule_score"] is None and items["1.2.3.6"].get("ai_hidden") is True
