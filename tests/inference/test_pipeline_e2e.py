@@ -50,15 +50,6 @@ def cli(*args, env=None, timeout=600):
     )
 
 
-NODULE_MODEL_TOO_WEAK = pytest.mark.xfail(
-    strict=True,
-    reason="the committed nodule models rank the readers' nodule first on LIDC-IDRI-0001 (0.4 mm from their "
-    "centroid) but its calibrated probability (0.25) is just below the report threshold (the validation operating "
-    "point at 1 FP/scan, 0.256, assets/models/nodule_cls.json); strict, so a model that passes turns this into a "
-    "failure to update",
-)
-
-
 @pytest.fixture(scope="module")
 def nodule_result(studies, tmp_path_factory):
     path, truth = studies["nodule"]
@@ -250,7 +241,6 @@ def test_model_failure_ends_as_failed_with_reason(studies, tmp_path):
     assert row["needs_attention"] is True and "sha256" in row["attention_reason"]
 
 
-@NODULE_MODEL_TOO_WEAK
 def test_analyze_reports_the_annotated_nodule_on_real_lidc_0001(shared_data, tmp_path):
     """Test that on the real LIDC-IDRI-0001 slices a nodule is reported where the four readers outlined it."""
     import xml.etree.ElementTree as ET

@@ -104,10 +104,12 @@ def git_commit() -> str:
         return "unknown"
 
 
-def hardware() -> str:
+def hardware(threads: int | None = None) -> str:
+    """This machine, torch and the thread count (``threads``: the training run's, when its summary has it;
+    else this process's)."""
     dev = f"CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU"
     return f"{dev}; {platform.processor() or platform.machine()}; torch {torch.__version__}; " \
-           f"{torch.get_num_threads()} threads"
+           f"{threads or torch.get_num_threads()} threads"
 
 
 def seg_card(name: str, onnx_path: Path, net: torch.nn.Module, cfg: NoduleConfig, arch: dict[str, Any],

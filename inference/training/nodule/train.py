@@ -235,7 +235,7 @@ def train_cls(cfg: NoduleConfig, data: dict, out: Path, *, seg: torch.nn.Module 
     summary = {"kind": "cls", "iterations": it, "seconds": round(time.time() - t0, 1), "parameters": n_params(net),
                "samples": {"positive": int(len(pos)), "negative": int(len(neg)), "mined_candidates": n_mined},
                "loss_first10": float(np.mean(losses[:10])), "loss_last10": float(np.mean(losses[-10:])),
-               "device": str(dev)}
+               "device": str(dev), "threads": torch.get_num_threads()}
     torch.save({"state_dict": net.state_dict(), "config": cfg.to_dict(), "kind": "cls", "summary": summary}, out)
     return summary
 

@@ -108,9 +108,6 @@ def test_clean_study_scores_low(engine):
     assert clean.score < 0.5
 
 
-@pytest.mark.xfail(strict=True, reason="the committed CPU-trained models do not yet reach this: the nodule is found "
-                   "but vessel false positives outrank it or its calibrated probability stays below 0.5 (see the card "
-                   "metrics); strict: an XPASS fails, so the test is promoted once a better model lands")
 def test_nodule_is_the_most_probable_candidate(nodule_case):
     """Test that the nodule is the top candidate with calibrated probability >= 0.5 and its volume within 40%."""
     s, r = nodule_case
