@@ -102,7 +102,8 @@ def worklist_rows(
         end = datetime.combine(day_range[1] + timedelta(days=1), time.min).astimezone()
         window = {"received_from": start, "received_before": end}
     with session() as s:
-        arms.fill_arm_draws(session=s, key=arm_key(str(settings().data_dir)))
+        if settings().ai_hidden_fraction > 0:  # no AI-hidden arm configured: no draws to store on every read
+            arms.fill_arm_draws(session=s, key=arm_key(str(settings().data_dir)))
         return queries.worklist(
             session=s,
             statuses=list(statuses) or None,
@@ -157,13 +158,8 @@ def clear_worklist_cache() -> None:
 
 # --- the case being read -------------------------------------------------------------------------------
 def study_draw(s: Session, study_id: int, study_uid: str) -> float:
-    """The study's reader-study draw: the stored one, else computed from the key (and stored)."""
-    t = Study.__table__
-    draw = s.execute(sa.select(t.c.arm_draw).where(t.c.id == study_id)).scalar()
-    if draw is None:
-        draw = arms.arm_draw(study_uid, arm_key(str(settings().data_dir)))
-        s.execute(sa.update(t).where(t.c.id == study_id).values(arm_draw=draw))
-    return float(draw)
+    """The study's reader-study draw (``db.arms.study_draw`` with this installation's key)."""
+    return arms.study_draw(session=s, study_id=study_id, study_uid=study_uid, key=arm_key(str(settings().data_dir)))
 
 
 def study_arm(s: Session, study_id: int) -> bool | None:

@@ -85,6 +85,15 @@ def ai_hidden_sql(fraction: float) -> sa.ColumnElement[bool]:
     opened is hidden as ``drawn_hidden`` says (draw below ``fraction``, not critical)."""
     recorded_hidden = sa.exists().where(_RS.c.study_id == _S.c.id, sa.not_(_RS.c.ai_shown))
     opened = sa.exists().where(_RS.c.study_id == _S.c.id)
-    drawn_hidden = sa.and_(~opened, _S.c.arm_draw.is_not(None), _S.c.arm_draw < float(fraction),
-                           sa.not_(_S.c.critical))
+    drawn_hidden = sa.and_(~opened, _S.c.arm_draw.is_not(None), _S.c.arm_draw < float(fraction), sa.not_(_S.c.critical))
     return sa.or_(recorded_hidden, drawn_hidden)
+
+
+def study_draw(*, session: Session, study_id: int, study_uid: str, key: bytes) -> float:
+    """One study's draw: the stored one, else computed from ``key`` and stored (a study opened before any
+    worklist read filled it)."""
+    draw = session.execute(sa.select(_S.c.arm_draw).where(_S.c.id == study_id)).scalar()
+    if draw is None:
+        draw = arm_draw(study_uid, key)
+        session.execute(sa.update(_S).where(_S.c.id == study_id).values(arm_draw=draw))
+    return float(draw)

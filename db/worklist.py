@@ -10,9 +10,10 @@ Order (``rank`` in the returned items):
 
 **AI-hidden reading arm** (``db.arms``; the recorded arm of an opened study, else the study's keyed draw
 against ``ai_hidden_fraction``; a study the AI flags critical is never drawn into it, so critical alerts are
-never withheld): the order must not reveal what the arm hides, so its AI priority counts as 0 (it sorts with the unscored studies, by arrival). Needs
-attention (failed / unsuitable: the AI did not assess it) and overdue (waiting time) still apply. Its item
-carries ``ai_hidden=True`` and no AI output (scores, priority and the critical flag are blanked).
+never withheld): the order must not reveal what the arm hides, so its AI priority counts as 0 (it sorts
+with the unscored studies, by arrival). Needs attention (failed / unsuitable: the AI did not assess it) and
+overdue (waiting time) still apply. Its item carries ``ai_hidden=True`` and no AI output (scores, priority
+and the critical flag are blanked).
 
 Rule 2 is the starvation cap: once a study has waited ``max_wait_minutes`` only critical studies and
 studies that have waited even longer rank above it, so an AI-negative study is never pushed back

@@ -3,10 +3,10 @@
 Two levels of ``st.fragment``: the viewer (window, overlays, the three planes, the "missed finding" form)
 and, nested in it, one fragment per plane (label, image, slider). Moving one plane's slider reruns only that
 plane: one slice rendered, encoded and sent, not three. The controls rerun the viewer (every plane). Each
-rendered slice is cached (``st.cache_data`` keyed by case folder, plane, index, window and overlays), so going
-back to a slice costs a cache lookup. A click on an image (``streamlit-image-coordinates``; number inputs
-where that package is missing) marks a point: the page reruns (clicks are rare), the other planes move to it
-and the "missed finding" form below gets its voxel ``(k, j, i)`` and LPS millimetres.
+rendered slice is cached as JPEG (``slice_jpeg``, keyed by case folder, plane, index, window, overlays and
+markers), so going back to a slice costs a cache lookup. A click on an image (``streamlit-image-coordinates``;
+number inputs where that package is missing) marks a point: the page reruns (clicks are rare), the other
+planes move to it and the "missed finding" form below gets its voxel ``(k, j, i)`` and LPS millimetres.
 """
 
 from __future__ import annotations
@@ -60,7 +60,6 @@ def _apply_nav(shape: tuple[int, int, int]) -> None:
             st.session_state[key] = shape[axis] // 2 + 1
 
 
-@st.cache_data(max_entries=120, show_spinner=False)
 def slice_image(
     folder: str,
     plane: str,
@@ -72,7 +71,7 @@ def slice_image(
     heat: bool,
     heat_opacity: float,
 ) -> np.ndarray:
-    """The rendered RGB slice (cached per slice and display setting)."""
+    """The rendered RGB slice (not cached itself: its one consumer, ``slice_jpeg``, caches the encoded result)."""
     case = data.case_arrays(folder)
     return render.render_plane(
         case.volume,

@@ -125,7 +125,8 @@ def _export_one(work: Path, out_dir: Path, kind: str, summary: dict, rng: np.ran
                         f"{cfg.n_real_insertions} x 2 nodules inserted into the real CTA crops of "
                         "../shared/data/real-cta-crop; patches at the model grid",
                 "command": tr.get("command", ""), "git_commit": ex.git_commit(), "time": tr.get("time", ""),
-                "hardware": ex.hardware(tr.get("threads")), "iterations": tr.get("iterations"), "seconds": tr.get("seconds"),
+                "hardware": ex.hardware(tr.get("threads")), "iterations": tr.get("iterations"),
+                "seconds": tr.get("seconds"),
                 "loss_first10": tr.get("loss_first10"), "loss_last10": tr.get("loss_last10"),
                 "config": ck["config"]}
     if tr.get("resumed_from"):  # a --resume run: the earlier run's summary (its iterations add up)
