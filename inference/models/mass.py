@@ -131,7 +131,6 @@ def detect_masses(hu: np.ndarray, lung: np.ndarray, hull: np.ndarray, spacing: t
     regions = watershed(-edt, markers, mask=core)
     mid = _midline(lung)
     vox_ml = float(np.prod(sp)) / 1000.0
-    grow = ndi.distance_transform_edt(~core, sampling=sp) <= r["core_radius_mm"]
     out = []
     for idx, sl in enumerate(ndi.find_objects(regions), start=1):
         if sl is None:
