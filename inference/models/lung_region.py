@@ -6,8 +6,8 @@ only 46 % of the 5 cm paravertebral mass lay inside). ``lesion_region`` adds bac
 lungs' outline: per axial slice, the convex hull of each lung's section minus the aerated lung and bone; the
 parts of that hull-minus-lung space (for both lungs' hull and for each lung's own) too narrow to hold a ball
 of ``pocket_radius_mm`` are lesions bulging into the lung (a wide ball fits in the heart, the liver dome or
-the mediastinum, which therefore stay out). Masses wider than the pocket ball are added by the mass detector (``inference.models.mass``), which
-segments them whole.
+the mediastinum, which therefore stay out). Masses wider than the pocket ball are added by the mass detector
+(``inference.models.mass``), which segments them whole.
 
 Works on any field of view: a hemithorax crop gives one lung, whose pockets are filled the same way.
 Measured on the real scans (``tests/inference/models/test_lung_region.py``): lung1 nodule 100 % inside,
