@@ -95,13 +95,10 @@ def wait_until_analysed(settings: Settings, timeout_s: float) -> dict[str, int]:
     from db.models import Study
     from db.session import session_scope
     from inference.intake import open_database
-    from inference.queue import get_queue
-    from inference.worker import recover_orphans
+    from inference.worker import make_consumer
 
     engine = open_database(settings)
-    huey, _ = get_queue(settings)
-    recover_orphans(settings)
-    consumer = huey.create_consumer(workers=1, worker_type="thread", periodic=False)
+    consumer = make_consumer(settings, workers=1)
     consumer.start()
     deadline = time.monotonic() + timeout_s
     counts: dict[str, int] = {}

@@ -16,7 +16,8 @@ from dashboard import data, reading
 from dashboard.components.timer import format_wait
 from dashboard.components.ui import badge, safe_md, score_html
 from db.models import OPEN_STATUSES, StudyStatus
-from db.worklist import WorklistItem
+from db.worklist import HIGH_PRIORITY, WorklistItem
+from inference import findings
 
 #: Finding filter labels → ``db.worklist`` filter values.
 FINDING_FILTERS = {
@@ -38,8 +39,9 @@ REVIEW_PAGE = "views/review.py"
 
 
 def priority_badge(item: WorklistItem, ai_hidden: bool = False) -> str:
-    """The badge of a row: critical, needs attention, overdue, high or routine (AI-based badges become
-    "AI hidden" for a study in the AI-hidden arm)."""
+    """The badge of a row: critical (the stored flag: PE score at the operating point stored with the analysis),
+    needs attention, overdue, high or routine (AI-based badges become "AI hidden" for a study in the AI-hidden
+    arm)."""
     if ai_hidden and not item.needs_attention and not item.overdue:
         return badge("AI HIDDEN", "routine")
     if item.rank == "critical":
@@ -48,7 +50,7 @@ def priority_badge(item: WorklistItem, ai_hidden: bool = False) -> str:
         return badge("NEEDS ATTENTION", "attention")
     if item.overdue:
         return badge("OVERDUE", "overdue")
-    if (item.priority or 0) >= 0.5:
+    if (item.priority or 0) >= HIGH_PRIORITY:
         return badge("HIGH", "high")
     return badge("ROUTINE", "routine")
 
@@ -62,7 +64,7 @@ def top_text(item: WorklistItem, top: dict | None) -> str:
         return '<span class="muted">no AI finding</span>'
     size = f" {top['diameter_mm']:.0f} mm" if top.get("diameter_mm") else ""
     where = f" · {safe_md(top['location'])}" if top.get("location") else ""
-    kind = "PE" if top["kind"] == "embolism" else "nodule"
+    kind = findings.label(top["kind"])
     return f"{kind}{size}{where} <span class='muted'>({top['probability'] * 100:.0f}%)</span>"
 
 
