@@ -75,7 +75,7 @@ def simulate_reading_history(
     readers = [f"{SIMULATED_PREFIX}reader-{n + 1}" for n in range(n_readers)]
     _ensure_readers(session, readers)
     profiles = list(PROFILES)
-    counts = {"studies": 0, "readings": 0, "ai_hidden": 0, "reader_findings": 0, "readers": readers}
+    counts: dict[str, Any] = {"studies": 0, "readings": 0, "ai_hidden": 0, "reader_findings": 0, "readers": readers}
     tag = secrets.token_hex(4)
     for n in range(n_studies):
         profile = profiles[int(rng.integers(len(profiles)))]
@@ -129,6 +129,7 @@ def simulate_reading_history(
         )
         queries.store_analysis(session=session, result=result)
         study = queries.get_study(session=session, study_uid=uid)
+        assert study is not None and study.id is not None  # registered above
         reader = readers[int(rng.integers(len(readers)))]
         ai_shown = bool(rng.random() >= ai_hidden_fraction)
         wait_min = rng.uniform(5, 30) if pe_s >= pe_threshold else rng.uniform(20, 600)
@@ -145,6 +146,7 @@ def simulate_reading_history(
         )
         if ai_shown:
             for f in queries.get_findings(session=session, study_id=study.id):
+                assert f.id is not None
                 truth = has_pe if f.kind == "embolism" else has_nodule
                 queries.set_verdict(
                     session=session,

@@ -32,13 +32,13 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from db.models import Finding, FindingVerdict, ReaderFinding, ReadingSession, Study, StudyReport
-from db.types import epoch_week, seconds_between, week_label
+from db.types import epoch_week, seconds_between, table_of, week_label
 from db.worklist import HIGH_PRIORITY
 from inference.findings import KIND_NAMES, SCORE_KEYS
 
-_S = Study.__table__
-_R = StudyReport.__table__
-_RS = ReadingSession.__table__
+_S = table_of(Study)
+_R = table_of(StudyReport)
+_RS = table_of(ReadingSession)
 
 
 def _summary(values: list[float], scale: float = 1.0, suffix: str = "s") -> dict[str, Any]:
@@ -290,7 +290,7 @@ def ai_false_negative_rate(*, session: Session) -> list[dict[str, Any]]:
         ``[{"kind", "ai_confirmed", "reader_added", "fn_rate", "studies_with_missed"}]``; an AI finding
         counts as confirmed once any reader confirmed it.
     """
-    f, v, rf = Finding.__table__, FindingVerdict.__table__, ReaderFinding.__table__
+    f, v, rf = table_of(Finding), table_of(FindingVerdict), table_of(ReaderFinding)
     confirmed = dict(
         session.execute(
             sa.select(f.c.kind, sa.func.count(sa.distinct(f.c.id)))

@@ -14,10 +14,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from db.models import AnalysisRun, AuditEvent, Finding, Series, Study, StudyStatus
-from db.types import as_utc, utcnow
+from db.types import as_utc, table_of, utcnow
 from inference.findings import get_kind
 from inference.schema import CaseResult, QualityReason
 from inference.schema import Finding as FindingResult
@@ -46,11 +46,11 @@ SERIES_FIELDS = {
     "ConvolutionKernel": "kernel",
     "SliceThickness": "slice_thickness_mm",
 }
-_STUDY = Study.__table__
-_SERIES = Series.__table__
-_RUN = AnalysisRun.__table__
-_FINDING = Finding.__table__
-_AUDIT = AuditEvent.__table__
+_STUDY = table_of(Study)
+_SERIES = table_of(Series)
+_RUN = table_of(AnalysisRun)
+_FINDING = table_of(Finding)
+_AUDIT = table_of(AuditEvent)
 
 
 class StudyNotFound(LookupError):
@@ -158,6 +158,7 @@ def upsert_study(
         _upsert_series(session, study_id, item)
     session.commit()
     study = session.get(Study, study_id)
+    assert study is not None  # inserted or found above, in this transaction
     session.refresh(study)
     return study
 
@@ -169,7 +170,7 @@ def _upsert_series(session: Session, study_id: int, item: Mapping[str, Any]) -> 
         raise ValueError("each series needs a SeriesInstanceUID (series_uid)")
     if "path" in item and item["path"] is not None:
         values["path"] = str(item["path"])
-    updated = session.execute(
+    updated = session.connection().execute(
         sa.update(_SERIES).where(_SERIES.c.series_uid == uid).values(study_id=study_id, **values)
     ).rowcount
     if not updated:
@@ -180,7 +181,7 @@ def _upsert_series(session: Session, study_id: int, item: Mapping[str, Any]) -> 
 def _set_status(session: Session, study_uid: str, status: StudyStatus, **values: Any) -> bool:
     """Move a study to ``status`` unless it is signed. Returns whether it moved."""
     study_id = _study_id(session, study_uid)
-    moved = session.execute(
+    moved = session.connection().execute(
         sa.update(_STUDY)
         .where(_STUDY.c.id == study_id, _STUDY.c.status != StudyStatus.signed.value)
         .values(status=status.value, **values)
@@ -378,9 +379,9 @@ def get_findings(*, session: Session, study_id: int, all_runs: bool = False) -> 
     if not all_runs:
         latest = sa.select(sa.func.max(_RUN.c.id)).where(_RUN.c.study_id == study_id).scalar_subquery()
         query = query.where(Finding.run_id == latest)
-    return list(session.exec(query.order_by(Finding.probability.desc(), Finding.id)))
+    return list(session.exec(query.order_by(col(Finding.probability).desc(), col(Finding.id))))
 
 
 def get_series(*, session: Session, study_id: int) -> list[Series]:
     """Series of a study, by series number."""
-    return list(session.exec(select(Series).where(Series.study_id == study_id).order_by(Series.series_number)))
+    return list(session.exec(select(Series).where(Series.study_id == study_id).order_by(col(Series.series_number))))

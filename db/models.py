@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlmodel import JSON, Field, SQLModel
@@ -61,11 +61,14 @@ def _str(length: int, *, nullable: bool = True, index: bool = False, default: An
     return Field(default=default, sa_type=sa.String(length), nullable=nullable, index=index)
 
 
-def _fk(target: str, *, nullable: bool = False, ondelete: str = "CASCADE", index: bool = True) -> Any:
+OnDelete = Literal["CASCADE", "SET NULL", "RESTRICT"]
+
+
+def _fk(target: str, *, nullable: bool = False, ondelete: OnDelete = "CASCADE", index: bool = True) -> Any:
     return Field(default=None, foreign_key=target, nullable=nullable, ondelete=ondelete, index=index)
 
 
-def _user_fk(*, nullable: bool = False, ondelete: str = "RESTRICT", index: bool = True) -> Any:
+def _user_fk(*, nullable: bool = False, ondelete: OnDelete = "RESTRICT", index: bool = True) -> Any:
     """A username column referring to ``app_user`` (users are deactivated, not deleted)."""
     return Field(
         default=None,

@@ -13,14 +13,15 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from db.models import AnalysisRun, Finding, FindingVerdict, ReaderFinding, ReadingSession, Study, StudyReport
+from db.types import table_of
 
-_F = Finding.__table__
-_RUN = AnalysisRun.__table__
-_RS = ReadingSession.__table__
-_REP = StudyReport.__table__
-_RF = ReaderFinding.__table__
-_FV = FindingVerdict.__table__
-_S = Study.__table__
+_F = table_of(Finding)
+_RUN = table_of(AnalysisRun)
+_RS = table_of(ReadingSession)
+_REP = table_of(StudyReport)
+_RF = table_of(ReaderFinding)
+_FV = table_of(FindingVerdict)
+_S = table_of(Study)
 
 
 def top_findings(*, session: Session, study_ids: Sequence[int]) -> dict[int, dict[str, Any]]:

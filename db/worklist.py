@@ -44,11 +44,11 @@ from sqlmodel import Session
 
 from db.arms import ai_hidden_sql
 from db.models import ATTENTION_STATUSES, OPEN_STATUSES, AnalysisRun, Finding, Study
-from db.types import as_utc, utcnow
+from db.types import as_utc, table_of, utcnow
 
-_S = Study.__table__
-_F = Finding.__table__
-_R = AnalysisRun.__table__
+_S = table_of(Study)
+_F = table_of(Finding)
+_R = table_of(AnalysisRun)
 RANK_NAMES = {0: "critical", 1: "attention", 2: "routine"}
 #: Values of ``worklist(finding=...)``.
 FINDING_FILTERS = ("pe", "nodule", "attention", "none")
@@ -222,7 +222,7 @@ def worklist(
     items = []
     for rank, row in ranked[offset:needed]:
         data = row._asdict()
-        received = as_utc(data["received_at"])
+        received = as_utc(data["received_at"]) or now
         values = {name: data[name] for name in _COLUMNS} | (_WITHHELD if data["ai_hidden"] else {})
         items.append(
             WorklistItem(

@@ -251,7 +251,7 @@ def sliding_window(
         for n, (z, y, x) in enumerate(chunk):
             sl = (slice(z, z + roi[0]), slice(y, y + roi[1]), slice(x, x + roi[2]))
             for a, o in zip(acc, outs):
-                a[(slice(None), *sl)] += o[n] * weight
+                a[(slice(None),) + sl] += o[n] * weight
             norm[sl] += weight
     assert acc is not None
     crop = (slice(None), *(slice(0, s) for s in shape))

@@ -100,7 +100,7 @@ def get_kind(name: str) -> FindingKind:
         raise ValueError(f"finding kind must be one of {', '.join(KIND_NAMES)}; got {name!r}") from None
 
 
-def label(name: str) -> str:
+def kind_label(name: str) -> str:
     """A kind's display label (the name itself for an unknown kind)."""
     return KINDS[name].label if name in KINDS else name
 

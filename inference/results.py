@@ -116,8 +116,11 @@ def load_case(folder: Path) -> CaseArrays:
         for n in ARRAY_NAMES
     }
     result = CaseResult.from_dict(doc)
+    hu = arrays["ct"]
+    if hu is None:
+        raise FileNotFoundError(f"{folder} has no ct.npy")
     vol = Volume(
-        hu=arrays["ct"],
+        hu=hu,
         spacing_mm=tuple(geo["spacing_mm"]),
         origin_mm=tuple(geo["origin_mm"]),
         direction=np.asarray(geo["direction"]),

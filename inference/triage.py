@@ -167,7 +167,7 @@ def detect_embolism_stage(volume: Volume, engine, settings: Settings) -> Detecto
         )
         return out
     out.critical = bool(p_pe >= points["critical"])
-    if p_pe >= points["report"] and pe.peak_voxel is not None:
+    if p_pe >= points["report"] and pe.peak_voxel is not None and pe.peak_mm is not None:
         out.findings.append(
             Finding(
                 kind="embolism",
@@ -312,6 +312,8 @@ def _send(written: dict[str, Path | None], settings: Settings) -> None:
     from inference.dicom.writer import send_to_pacs
 
     paths = [p for p in written.values() if p is not None]
+    if not settings.pacs_destination:
+        return
     try:
         statuses = send_to_pacs(paths, settings.pacs_destination, calling_ae=settings.receiver_ae_title)
         log.info("sent %d output object(s) to the PACS: statuses %s", len(paths), statuses)

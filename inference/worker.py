@@ -86,6 +86,7 @@ def analyze_task(study_uid: str, task: Any = None) -> str:
 def recover_orphans(settings: Settings | None = None) -> list[str]:
     """Re-queue studies whose analysis was interrupted (``analysing``) or whose message is gone (``queued``)."""
     import sqlalchemy as sa
+    from sqlmodel import col
 
     from db.models import Study
     from db.session import session_scope
@@ -100,7 +101,7 @@ def recover_orphans(settings: Settings | None = None) -> list[str]:
             waiting.add(args[0])
     with session_scope(_engine(settings)) as session:
         rows = session.execute(
-            sa.select(Study.study_uid).where(Study.status.in_(["analysing", "queued"]))  # type: ignore[attr-defined]
+            sa.select(col(Study.study_uid)).where(col(Study.status).in_(["analysing", "queued"]))
         ).all()
     requeued = [uid for (uid,) in rows if uid not in waiting]
     for uid in requeued:

@@ -170,7 +170,7 @@ def render_plane(
     def cut(arr: np.ndarray | None) -> np.ndarray | None:
         return None if arr is None else extract_plane(arr, plane, index)
 
-    grey = window_level(cut(volume.hu), level, width)
+    grey = window_level(extract_plane(volume.hu, plane, index), level, width)
     rgb = blend(grey, nodule=cut(nodule_mask), pe=cut(pe_mask), heat=cut(heatmap), heat_opacity=heat_opacity)
     return resample(rgb, grid)
 

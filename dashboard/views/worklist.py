@@ -17,7 +17,7 @@ from dashboard.components.timer import format_wait
 from dashboard.components.ui import badge, safe_md, score_html
 from db.models import OPEN_STATUSES, StudyStatus
 from db.worklist import HIGH_PRIORITY, WorklistItem
-from inference import findings
+from inference.findings import kind_label
 
 #: Finding filter labels → ``db.worklist`` filter values.
 FINDING_FILTERS = {
@@ -64,7 +64,7 @@ def top_text(item: WorklistItem, top: dict | None) -> str:
         return '<span class="muted">no AI finding</span>'
     size = f" {top['diameter_mm']:.0f} mm" if top.get("diameter_mm") else ""
     where = f" · {safe_md(top['location'])}" if top.get("location") else ""
-    kind = findings.label(top["kind"])
+    kind = kind_label(top["kind"])
     return f"{kind}{size}{where} <span class='muted'>({top['probability'] * 100:.0f}%)</span>"
 
 
@@ -105,16 +105,16 @@ def row(item: WorklistItem, top: dict | None, ai_hidden: bool = False) -> None:
             open_study(item.id, take_over=True)
 
 
-def filters() -> tuple[tuple[str, ...], str, tuple[date, ...] | None]:
+def filters() -> tuple[tuple[str, ...], str, tuple[date, date] | None]:
     c1, c2, c3 = st.columns([3, 1.4, 1.6])
     labels = {s: STATUS_LABEL[s] for s in OPEN_STATUSES} | {StudyStatus.signed.value: "signed"}
     statuses = c1.multiselect(
-        "Status", list(labels), default=list(OPEN_STATUSES), format_func=labels.get, key="wl_status"
+        "Status", list(labels), default=list(OPEN_STATUSES), format_func=lambda s: labels[s], key="wl_status"
     )
-    finding = c2.selectbox("Finding", list(FINDING_FILTERS), key="wl_finding")
+    finding = c2.selectbox("Finding", list(FINDING_FILTERS), key="wl_finding") or "All"
     # No default window: an unread study must never drop off the list because it is old.
-    days = c3.date_input("Received", value=(), max_value=date.today(), key="wl_dates")
-    day_range = tuple(days) if isinstance(days, (tuple, list)) and len(days) == 2 else None
+    days = c3.date_input("Received", value=[], max_value=date.today(), key="wl_dates")
+    day_range = (days[0], days[1]) if isinstance(days, (tuple, list)) and len(days) == 2 else None
     return tuple(statuses), finding, day_range
 
 

@@ -66,7 +66,7 @@ def source_datasets(study_dir: Path, volume: Volume) -> list[pydicom.Dataset]:
         raise FileNotFoundError(f"series {volume.series_uid} not found under {study_dir}")
     series = study.series[volume.series_uid]
     normal = volume.direction[:, 2]
-    datasets = []
+    datasets: list[pydicom.Dataset] = []
     for inst in series.instances:
         with inst.source.open() as fp:
             ds = pydicom.dcmread(fp, stop_before_pixels=True)
@@ -181,6 +181,7 @@ def write_sr(out_dir: Path, sources: list[pydicom.Dataset], result: CaseResult, 
         name=MODEL_NAME,
         version=", ".join(f"{k} {v}" for k, v in sorted(result.model_versions.items()))[:64] or SOFTWARE_VERSION,
     )
+    groups: list[hd.sr.MeasurementsAndQualitativeEvaluations | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations]
     groups = []
     for n, f in enumerate(segmented_findings(result), start=1):
         ref = None

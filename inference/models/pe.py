@@ -68,7 +68,8 @@ class ModelGrid:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.x.shape[1:2] + self.x.shape[3:5])  # type: ignore[return-value]
+        _, t, _, y, x = self.x.shape
+        return int(t), int(y), int(x)
 
     def to_original(self, tyx: np.ndarray) -> np.ndarray:
         """Model-grid coordinates (t, y, x) → original voxel coordinates (k, j, i)."""
