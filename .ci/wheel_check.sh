@@ -10,9 +10,19 @@ PY=${PYTHON:-$REPO/.venv/bin/python}
 WORK=$(mktemp -d /tmp/triage-wheel.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
-"$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$WORK/dist" "$REPO"
+# Build from a copy of the tracked files: no stale build/ folder or untracked file can slip into the wheel.
+mkdir -p "$WORK/src"
+git -C "$REPO" ls-files -z | tar --null -T - -cf - | tar -xf - -C "$WORK/src"
+"$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$WORK/dist" "$WORK/src"
 WHEEL=$(ls "$WORK"/dist/chest_ct_triage-*.whl)
-unzip -l "$WHEEL" | grep -q "db/migrations/versions/0001_initial_schema.py" || { echo "wheel lacks the migrations"; exit 1; }
+"$PY" - "$WHEEL" <<'PY'
+import sys, zipfile
+names = set(zipfile.ZipFile(sys.argv[1]).namelist())
+needed = {"db/migrations/versions/0001_initial_schema.py", "db/migrations/env.py", "inference/dicom/series_rules.json",
+          "dashboard/app.py", "dashboard/components/heartbeat_frontend/index.html"}
+missing = needed - names
+assert not missing, f"the wheel lacks {sorted(missing)}"
+PY
 
 "$PY" -m venv "$WORK/venv"
 "$PY" -m pip freeze --exclude-editable | grep -v -i '^chest-ct-triage' > "$WORK/constraints.txt"

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
@@ -139,9 +138,3 @@ def write_ct_series(
         ds.save_as(path, enforce_file_format=True)
         paths[k] = path
     return [p for p in paths if p is not None]
-
-
-def read_back_uids(path: Path) -> tuple[str, str, str]:
-    """(study, series, SOP) UIDs of one written file, for tests and logs."""
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    return ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
