@@ -25,8 +25,9 @@ class FindingKind:
             ``pe_mask``: a 0/1 region).
         colour: overlay and marker colour (RGB 0..255).
         score_key: the study score it counts towards (``scores[score_key]``, ``study.<score_key>_score``).
-        model: the model card whose ``thresholds`` hold this kind's operating points.
-        report_threshold: key in that card's thresholds: a finding is reported at or above it.
+        model: the model card whose ``thresholds`` hold this kind's operating points (``OPERATING_POINTS``
+            of its ``score_key`` names them: ``report`` lists a finding, ``suspected`` / ``critical`` flag the
+            study).
         segmented: each finding has its own segment in the label mask (a SEG segment and a volumetric ROI in
             the SR); otherwise the SR holds a plain measurement group.
     """
@@ -38,44 +39,23 @@ class FindingKind:
     colour: tuple[int, int, int]
     score_key: str
     model: str
-    report_threshold: str = "report"
     segmented: bool = False
 
 
+_SCT = "SCT"  # SNOMED CT
 KINDS: dict[str, FindingKind] = {
     k.name: k
     for k in (
-        FindingKind(
-            name="nodule",
-            label="nodule",
-            concept=("27925004", "SCT", "Nodule"),
-            mask="nodule_mask",
-            colour=(255, 196, 0),
-            score_key="nodule",
-            model="nodule_cls",
-            segmented=True,
-        ),
-        FindingKind(
-            name="mass",
-            label="mass",
-            concept=("4147007", "SCT", "Mass"),
-            mask="nodule_mask",
-            colour=(255, 120, 0),
-            score_key="nodule",  # the study's lung-lesion score: an actionable nodule or any mass
-            model="nodule_cls",
-            segmented=True,
-        ),
-        FindingKind(
-            name="embolism",
-            label="PE",
-            concept=("59282003", "SCT", "Pulmonary embolism"),
-            mask="pe_mask",
-            colour=(230, 40, 60),
-            score_key="embolism",
-            model="pe_cnnlstm",
-        ),
+        # name, label, SR concept, mask, colour, study score, card of its operating points
+        FindingKind("nodule", "nodule", ("27925004", _SCT, "Nodule"), "nodule_mask", (255, 196, 0), "nodule",
+                    "nodule_cls", segmented=True),
+        # a mass counts towards the study's lung-lesion score (an actionable nodule or any mass)
+        FindingKind("mass", "mass", ("4147007", _SCT, "Mass"), "nodule_mask", (255, 120, 0), "nodule",
+                    "nodule_cls", segmented=True),
+        FindingKind("embolism", "PE", ("59282003", _SCT, "Pulmonary embolism"), "pe_mask", (230, 40, 60),
+                    "embolism", "pe_cnnlstm"),
     )
-}
+}  # fmt: skip
 #: Every kind name, in display order.
 KIND_NAMES: tuple[str, ...] = tuple(KINDS)
 #: The study scores (``CaseResult.scores`` keys besides ``priority``; ``study.<key>_score`` columns).
@@ -103,16 +83,6 @@ def get_kind(name: str) -> FindingKind:
 def kind_label(name: str) -> str:
     """A kind's display label (the name itself for an unknown kind)."""
     return KINDS[name].label if name in KINDS else name
-
-
-def kinds_for_score(score_key: str) -> tuple[str, ...]:
-    """The kinds that count towards the study score ``score_key``."""
-    return tuple(k.name for k in KINDS.values() if k.score_key == score_key)
-
-
-def kinds_in_mask(mask: str) -> tuple[str, ...]:
-    """The kinds whose outlines live in the case array ``mask``."""
-    return tuple(k.name for k in KINDS.values() if k.mask == mask)
 
 
 def kind_check_sql(column: str = "kind") -> str:

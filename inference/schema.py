@@ -137,7 +137,3 @@ class CaseResult(BaseModel):
         """The operating point ``thresholds[score_key][name]`` this analysis used, or None."""
         value = self.thresholds.get(score_key, {}).get(name)
         return None if value is None else float(value)
-
-    def findings_of(self, *kinds: str) -> list[Finding]:
-        """The findings of the given kinds, in order."""
-        return [f for f in self.findings if f.kind in kinds]
