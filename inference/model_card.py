@@ -41,6 +41,16 @@ class Preprocessing(BaseModel):
     multiple_of: int = 1  # spatial sizes must be multiples of this
     crop: str = "lungs"  # region the input is cropped to: lungs | pulmonary_arteries | none
 
+    def patch(self) -> tuple[int, ...]:
+        """``patch_size``, which a sliding-window or patch model needs.
+
+        Raises:
+            CardError: the card has none.
+        """
+        if self.patch_size is None:
+            raise CardError("model card: field preprocessing.patch_size is missing")
+        return tuple(int(n) for n in self.patch_size)
+
 
 class Calibration(BaseModel):
     """Maps a raw score to a calibrated probability. ``platt``: sigmoid(a * logit(p) + b). Extra fields (the
