@@ -1,8 +1,11 @@
 """The pipeline: ``analyze(volume) -> Analysis`` and ``analyze_study_dir(path)`` for the worker and CLI.
 
-Stages, each timed: nodule detection (``inference.models.nodule``: segmentation + calibrated candidate
-classifier), PE analysis (``inference.models.pe``: pulmonary-artery region + CNN-LSTM), then findings,
-scores and priority. Thresholds come from the model cards, never from constants here.
+``analyze`` runs the ``DETECTORS`` list, each stage timed: nodule detection (``inference.models.nodule``:
+segmentation + calibrated candidate classifier), PE analysis (``inference.models.pe``: pulmonary-artery region
++ CNN-LSTM); then it combines findings, scores and priority. A detector returns a ``DetectorOutput``; a new
+finding kind is a registry entry (``inference.findings``) plus a detector here. Operating points come from the
+model cards (``OPERATING_POINTS``, settings overrides applied by the engine), never from constants here, and
+the result stores the values used (``CaseResult.thresholds``).
 
 Priority is the probability that the study holds at least one finding, ``1 - (1 - p_nodule)(1 - p_pe)``;
 a PE probability at or above the PE card's ``critical`` threshold makes the study **critical** (ranked
