@@ -76,12 +76,24 @@ class Settings(BaseSettings):
     #: Operating points that replace model-card values, by model: ``{"pe_cnnlstm": {"critical": 0.5}}``
     #: (``TRIAGE_THRESHOLD_OVERRIDES`` as JSON). Each analysis stores the values it used, overridden or not.
     threshold_overrides: dict[str, dict[str, float]] = {}
+    #: Retired (the PE operating point lives in its model card); set only to be refused with a pointer.
+    pe_critical_threshold: float | None = None
     ai_hidden_fraction: float = 0.2
     # dashboard
     dashboard_refresh_s: float = 15.0  # worklist auto-refresh period
     reading_idle_cap_s: float = 90.0  # longest gap between interactions that still counts as reading
     claim_stale_minutes: float = 30.0  # a claim older than this may be taken over by another reader
     session_hours: float = Field(default=12.0, gt=0)  # a sign-in survives browser reloads this long
+
+    @field_validator("pe_critical_threshold", mode="after")
+    @classmethod
+    def _retired(cls, value: float | None) -> None:
+        if value is not None:
+            raise ValueError(
+                "TRIAGE_PE_CRITICAL_THRESHOLD is retired: the PE operating point comes from its model card; to "
+                f"override it set TRIAGE_THRESHOLD_OVERRIDES='{{\"pe_cnnlstm\": {{\"critical\": {value}}}}}'"
+            )
+        return None
 
     @field_validator("data_dir", "model_dir", mode="after")
     @classmethod
