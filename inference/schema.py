@@ -108,6 +108,7 @@ class CaseResult(BaseModel):
     provider: str = ""
     timings_ms: dict[str, float] = Field(default_factory=dict)
     embedding: list[float] | None = None  # case embedding for the domain-shift picture
+    more_findings: int = 0  # findings that passed the operating point beyond the display limit
 
     @field_serializer("scores")
     def _round_scores(self, value: dict[str, float | None]) -> dict[str, float | None]:

@@ -86,6 +86,7 @@ class DetectorOutput:
     reasons: list[QualityReason] = field(default_factory=list)
     critical: bool = False
     provider: str | None = None
+    more_findings: int = 0  # findings that passed the operating point beyond the display limit
 
 
 #: A detector: ``(volume, engine, settings) -> DetectorOutput``.
@@ -104,14 +105,15 @@ def operating_points(engine, score_key: str) -> dict[str, float]:
     return {name: card.threshold(name) for name in names}
 
 
-def _nodule_findings(nod, volume: Volume, min_probability: float) -> list[Finding]:
+def _nodule_findings(nod, volume: Volume, min_probability: float) -> tuple[list[Finding], int]:
+    """Masses, then nodules at or above the report threshold (most probable first, at most
+    ``MAX_NODULE_FINDINGS`` nodules); also how many more nodules passed the threshold beyond that limit."""
     from inference.models.nodule_prep import SOLID_HU
     from inference.nodules import lung_rads, solid_component_mm
 
-    findings = []
-    for cand in nod.candidates[:MAX_NODULE_FINDINGS]:
-        if cand.probability < min_probability:
-            continue
+    findings = list(nod.masses)
+    passing = [c for c in nod.candidates if c.probability >= min_probability]
+    for cand in passing[:MAX_NODULE_FINDINGS]:
         f = cand.to_finding()
         solid_mm = None
         if f.texture == "part-solid" and nod.mask is not None:
@@ -121,7 +123,19 @@ def _nodule_findings(nod, volume: Volume, min_probability: float) -> list[Findin
             f.extra["solid_component_mm"] = round(solid_mm, 1)
         f.lung_rads = lung_rads(cand.diameter_mm, f.texture or "solid", solid_mm)
         findings.append(f)
-    return findings
+    return findings, max(0, len(passing) - MAX_NODULE_FINDINGS)
+
+
+def actionable(f: Finding) -> bool:
+    """A finding that calls for action: any mass, or a nodule of suggested Lung-RADS 3 or above (solid >= 6 mm,
+    part-solid >= 6 mm, ground-glass >= 30 mm)."""
+    return f.kind == "mass" or (f.kind == "nodule" and (f.lung_rads or "2") not in ("1", "2"))
+
+
+def study_nodule_score(findings: list[Finding]) -> float:
+    """The study's nodule score: the highest calibrated probability among actionable nodules and masses
+    (0 when there is none). Small nodules (Lung-RADS 2) and sub-threshold candidates do not raise it."""
+    return max((float(f.probability) for f in findings if actionable(f)), default=0.0)
 
 
 def detect_nodules_stage(volume: Volume, engine, settings: Settings) -> DetectorOutput:
@@ -130,15 +144,29 @@ def detect_nodules_stage(volume: Volume, engine, settings: Settings) -> Detector
 
     nod = detect_nodules(volume, engine)
     points = operating_points(engine, "nodule")
+    findings, more = _nodule_findings(nod, volume, points["report"])
+    reasons = []
+    if more:
+        reasons.append(
+            QualityReason(
+                code="more_findings",
+                severity="info",
+                message=f"{more} more nodule candidate(s) passed the report threshold than the "
+                f"{MAX_NODULE_FINDINGS} listed",
+                advice="Review the whole scan: the list shows the most probable candidates only.",
+            )
+        )
     heat = nod.heatmap.astype(np.float32) / 255.0 if nod.heatmap is not None else None
     return DetectorOutput(
-        findings=_nodule_findings(nod, volume, points["report"]),
-        scores={"nodule": float(nod.score)},
+        findings=findings,
+        scores={"nodule": study_nodule_score(findings)},
         thresholds={"nodule": points},
         model_versions=dict(nod.model_versions),
         timings_ms=dict(nod.timings_ms),
         masks={} if nod.mask is None else {"nodule_mask": nod.mask},
         heatmap=heat,
+        reasons=reasons,
+        more_findings=more,
     )
 
 
@@ -254,6 +282,7 @@ def analyze(
         quality=Quality(ok=True, reasons=reasons + [r for out in outputs for r in out.reasons]),
         model_versions={k: v for out in outputs for k, v in out.model_versions.items()},
         thresholds={k: v for out in outputs for k, v in out.thresholds.items()},
+        more_findings=sum(out.more_findings for out in outputs),
         timings_ms=timings,
         critical=any(out.critical for out in outputs),
         provider=next((out.provider for out in reversed(outputs) if out.provider), ""),
