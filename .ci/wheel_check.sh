@@ -26,7 +26,7 @@ PY
 
 "$PY" -m venv "$WORK/venv"
 "$PY" -m pip freeze --exclude-editable | grep -v -i '^chest-ct-triage' > "$WORK/constraints.txt"
-"$WORK/venv/bin/python" -m pip install -q --disable-pip-version-check -c "$WORK/constraints.txt" "$WHEEL"
+"$WORK/venv/bin/python" -m pip install -q --no-compile --disable-pip-version-check -c "$WORK/constraints.txt" "$WHEEL"
 
 mkdir -p "$WORK/outside"
 cp "$REPO/assets/samples/lidc/LIDC-IDRI-0001.zip" "$WORK/outside/"
