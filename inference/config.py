@@ -16,6 +16,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SECRET = "change-me-research-only"
+#: The models of a source checkout (an installed wheel has none: ``TRIAGE_MODEL_DIR`` names them).
+SOURCE_MODEL_DIR = PROJECT_ROOT / "assets" / "models"
+
+
+class ModelDirMissing(FileNotFoundError):
+    """The model directory is not configured or does not exist."""
 
 
 def _default_data_dir() -> Path:
@@ -42,7 +48,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str | None = None
     queue_url: str | None = None
-    model_dir: Path = PROJECT_ROOT / "assets" / "models"
+    #: Folder of the model cards + ONNX files. Unset: ``assets/models`` of the source checkout; an installed
+    #: wheel does not carry the models, so there it must be set (``triage analyze`` says so when it is not).
+    model_dir: Path | None = None
     onnx_providers: list[str] = [
         "TensorrtExecutionProvider",
         "CUDAExecutionProvider",
@@ -65,7 +73,11 @@ class Settings(BaseSettings):
     secret_key: str = DEFAULT_SECRET
     demo_mode: bool = False
     max_wait_minutes: float = 120.0
-    pe_critical_threshold: float = 0.5
+    #: Operating points that replace model-card values, by model: ``{"pe_cnnlstm": {"critical": 0.5}}``
+    #: (``TRIAGE_THRESHOLD_OVERRIDES`` as JSON). Each analysis stores the values it used, overridden or not.
+    threshold_overrides: dict[str, dict[str, float]] = {}
+    #: Retired (the PE operating point lives in its model card); set only to be refused with a pointer.
+    pe_critical_threshold: float | None = None
     ai_hidden_fraction: float = 0.2
     # dashboard
     dashboard_refresh_s: float = 15.0  # worklist auto-refresh period
@@ -73,10 +85,20 @@ class Settings(BaseSettings):
     claim_stale_minutes: float = 30.0  # a claim older than this may be taken over by another reader
     session_hours: float = Field(default=12.0, gt=0)  # a sign-in survives browser reloads this long
 
+    @field_validator("pe_critical_threshold", mode="after")
+    @classmethod
+    def _retired(cls, value: float | None) -> None:
+        if value is not None:
+            raise ValueError(
+                "TRIAGE_PE_CRITICAL_THRESHOLD is retired: the PE operating point comes from its model card; to "
+                f"override it set TRIAGE_THRESHOLD_OVERRIDES='{{\"pe_cnnlstm\": {{\"critical\": {value}}}}}'"
+            )
+        return None
+
     @field_validator("data_dir", "model_dir", mode="after")
     @classmethod
-    def _expand(cls, value: Path) -> Path:
-        return value.expanduser()
+    def _expand(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
 
     # --- derived locations -------------------------------------------------------------------------
     @property
@@ -88,8 +110,21 @@ class Settings(BaseSettings):
         return self.data_dir / "quarantine"
 
     @property
-    def results_dir(self) -> Path:
-        return self.data_dir / "results"
+    def resolved_model_dir(self) -> Path:
+        """``model_dir``, or the source checkout's ``assets/models``.
+
+        Raises:
+            ModelDirMissing: neither exists (the message names ``TRIAGE_MODEL_DIR``).
+        """
+        path = self.model_dir or SOURCE_MODEL_DIR
+        if not path.is_dir():
+            if self.model_dir is None:
+                raise ModelDirMissing(
+                    "no model directory: this installation does not include the models. Set TRIAGE_MODEL_DIR to "
+                    "the folder holding the model cards and ONNX files (assets/models of the source)."
+                )
+            raise ModelDirMissing(f"TRIAGE_MODEL_DIR={path} is not a folder")
+        return path
 
     @property
     def resolved_database_url(self) -> str:

@@ -21,9 +21,10 @@ log = logging.getLogger(__name__)
 
 
 def _engine(settings: Settings):
-    from inference.intake import open_database
+    from db.session import open_database
 
-    return open_database(settings)
+    embedded = settings.database_url is None  # the embedded SQLite database gets its schema on first use
+    return open_database(settings.resolved_database_url, data_dir=settings.data_dir, create=embedded)
 
 
 def _short_reason(exc: BaseException) -> str:
@@ -37,9 +38,10 @@ def process_study(study_uid: str, settings: Settings | None = None) -> str:
     Raises:
         Exception: anything unexpected (the queue retries, then ``analyze_task`` marks the study failed).
     """
-    from db.queries import mark_analysing, mark_unsuitable, store_case_result
+    from db.queries import mark_analysing, mark_unsuitable, store_analysis
     from db.session import session_scope
     from inference.dicom.quality import UnusableStudy
+    from inference.schema import QualityReason
     from inference.triage import analyze_study_dir
 
     settings = settings or get_settings()
@@ -52,23 +54,20 @@ def process_study(study_uid: str, settings: Settings | None = None) -> str:
     try:
         outcome = analyze_study_dir(settings.inbox_dir / study_uid, settings=settings)
     except UnusableStudy as exc:
+        reasons = [QualityReason.model_validate(r) for r in exc.reasons]
         reason = "; ".join(f"{i.code}: {i.message}. {i.advice}" for i in exc.issues)
         with session_scope(engine) as session:
-            mark_unsuitable(
-                session=session,
-                study_uid=study_uid,
-                reason=reason,
-                run={"started_at": started, "error": reason},
-            )
+            mark_unsuitable(session=session, study_uid=study_uid, reason=reason, reasons=reasons, started_at=started)
         return "unsuitable"
     with session_scope(engine) as session:
-        store_case_result(session=session, result=outcome.result.to_dict(), pe_threshold=outcome.pe_threshold)
+        store_analysis(session=session, result=outcome.result, started_at=started)
     log.info("study %s ready (%d findings)", study_uid, len(outcome.result.findings))
     return "ready"
 
 
 def analyze_task(study_uid: str, task: Any = None) -> str:
-    """Huey task body (registered in ``inference.queue``): process, or mark failed after the last retry."""
+    """The ``analyze_study`` task body (installed on the queue by ``consumer``): process, or mark failed
+    after the last retry."""
     settings = get_settings()
     try:
         return process_study(study_uid, settings)
@@ -87,6 +86,7 @@ def analyze_task(study_uid: str, task: Any = None) -> str:
 def recover_orphans(settings: Settings | None = None) -> list[str]:
     """Re-queue studies whose analysis was interrupted (``analysing``) or whose message is gone (``queued``)."""
     import sqlalchemy as sa
+    from sqlmodel import col
 
     from db.models import Study
     from db.session import session_scope
@@ -101,7 +101,7 @@ def recover_orphans(settings: Settings | None = None) -> list[str]:
             waiting.add(args[0])
     with session_scope(_engine(settings)) as session:
         rows = session.execute(
-            sa.select(Study.study_uid).where(Study.status.in_(["analysing", "queued"]))  # type: ignore[attr-defined]
+            sa.select(col(Study.study_uid)).where(col(Study.status).in_(["analysing", "queued"]))
         ).all()
     requeued = [uid for (uid,) in rows if uid not in waiting]
     for uid in requeued:
@@ -111,15 +111,22 @@ def recover_orphans(settings: Settings | None = None) -> list[str]:
     return requeued
 
 
+def make_consumer(settings: Settings, *, workers: int = 1):
+    """A Huey consumer of the configured queue that runs ``analyze_task``, after re-queueing interrupted
+    analyses (``recover_orphans``). Refuses an outdated database schema."""
+    from inference.queue import get_queue, set_analysis_handler
+
+    _engine(settings)  # refuse to start on an outdated schema
+    set_analysis_handler(analyze_task)
+    huey, _ = get_queue(settings)
+    recover_orphans(settings)
+    return huey.create_consumer(workers=workers, worker_type="thread", periodic=False, check_worker_health=True)
+
+
 def run_worker(settings: Settings | None = None, *, workers: int = 1, max_seconds: float | None = None) -> None:
     """Run the consumer until interrupted (or for ``max_seconds``, for tests and demos)."""
     settings = settings or get_settings()
-    from inference.queue import get_queue
-
-    _engine(settings)  # refuse to start on an outdated schema
-    huey, _ = get_queue(settings)
-    recover_orphans(settings)
-    consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=False, check_worker_health=True)
+    consumer = make_consumer(settings, workers=workers)
     if max_seconds is None:
         consumer.run()
         return

@@ -189,22 +189,3 @@ def build_patch_set(cfg: NoduleConfig, split: str, out: Path, *, log=print) -> P
     np.savez_compressed(out, image=np.stack(imgs), label=np.stack(labs), source=np.asarray(srcs, np.uint8),
                         spacing=np.asarray(cfg.spacing_mm, float))
     return out
-
-
-def regrid_patch_set(src: Path, dst: Path, from_spacing: tuple[float, ...], cfg: NoduleConfig) -> Path:
-    """Resample a stored patch set to ``cfg.spacing_mm`` (image linear, label linear >= 0.5), centre-aligned."""
-    z = np.load(src)
-    to = tuple(cfg.spacing_mm)
-    n = z["image"].shape[1]
-    size = int(round((n - 1) * from_spacing[0] / to[0])) + 1
-    size -= size % 8
-    off = ((n - 1) - (size - 1) * to[0] / from_spacing[0]) / 2  # keep the patch centre
-    scale = np.asarray(to) / np.asarray(from_spacing)
-    imgs, labs = [], []
-    for im, lb in zip(z["image"], z["label"]):
-        kw = {"output_shape": (size,) * 3, "offset": off, "order": 1, "prefilter": False}
-        imgs.append(ndi.affine_transform(im.astype(np.float32), scale, **kw).astype(np.float16))
-        labs.append((ndi.affine_transform(lb.astype(np.float32), scale, **kw) >= 0.5).astype(np.uint8))
-    np.savez_compressed(dst, image=np.stack(imgs), label=np.stack(labs), source=z["source"],
-                        spacing=np.asarray(to, float), regridded_from=np.asarray(from_spacing, float))
-    return dst
