@@ -109,7 +109,7 @@ def bronchovascular(hu, grid: Grid, cgrid: Grid, p: anat.Patient, t: dict, lung_
              (np.array([14.0, -22.0, -24.0]) * s, bif, 13.5 * s)]
     pts = _attractors(lung_c, cgrid, 9.0, rng)
     lobe = lobes.lobe_of(fis, pts) if len(pts) else np.zeros(0, int)
-    r_leaf = float(rng.uniform(0.42, 0.55))
+    r_leaf = float(rng.uniform(0.38, 0.5))
     out: dict = {"peripheral": [], "veins": [], "bronchi": []}
     buf = np.zeros(grid.shape, np.uint8)
     for side in (-1, 1):
@@ -119,7 +119,7 @@ def bronchovascular(hu, grid: Grid, cgrid: Grid, p: anat.Patient, t: dict, lung_
             sel = pts[lobe == lb]
             if len(sel) < 4:
                 continue
-            nodes, parent = trees.colonise(hilum, sel, rng)
+            nodes, parent = trees.colonise(hilum, sel, rng, kill=3.5)
             if len(nodes) < 3:
                 continue
             lobar.append(trees.to_tree(nodes, parent, trees.murray_radii(parent, r_leaf), depth0=1))

@@ -4,7 +4,7 @@ Each fissure is a gently curved, slightly wavy surface ``z = f(x, y)`` fitted to
 oblique fissure rises from the anterior lung base to about two thirds of the lung height posteriorly (T4-T5
 level), the horizontal fissure runs at about 55 % of the right lung's height in front of the oblique one.
 Lobes: 1 RUL, 2 RML, 3 RLL, 4 LUL, 5 LLL (0 outside the lungs). Fissures are drawn at full resolution as
-thin (0.4-0.8 mm) soft-tissue sheets with partial volume (a faint line, denser than the parenchyma, that
+thin (0.25-0.5 mm) soft-tissue sheets with partial volume (a faint line, denser than the parenchyma, that
 vessels do not cross because each lobe has its own vascular tree).
 """
 
@@ -51,7 +51,7 @@ def sample_fissures(lung: np.ndarray, grid: Grid, rng: np.random.Generator) -> F
     waves[:, :, :2] = k * (2 * np.pi / rng.uniform(50.0, 140.0, (3, 4, 1)))
     waves[:, :, 2] = rng.uniform(0, 2 * np.pi, (3, 4))
     waves[:, :, 3] = rng.normal(0, 1.8, (3, 4))
-    return Fissures(box, oblique, float(rng.uniform(0.5, 0.6)), waves, float(rng.uniform(0.4, 0.8)))
+    return Fissures(box, oblique, float(rng.uniform(0.5, 0.6)), waves, float(rng.uniform(0.25, 0.5)))
 
 
 def _wavy(w: np.ndarray, x, y):

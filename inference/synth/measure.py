@@ -195,6 +195,65 @@ def format_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def _tiles(vol: Volume, size: int = 256) -> list[np.ndarray]:
+    """Axial (largest lung area) and coronal (through the lungs' AP centre) lung-window tiles."""
+    from PIL import Image
+
+    from inference.synth.render import window
+
+    lung = lung_mask(vol.hu, vol.spacing_mm)
+    k = int(np.argmax(lung.sum(axis=(1, 2))))
+    jj = np.nonzero(lung.any(axis=(0, 2)))[0]
+    j = int(0.5 * (jj.min() + jj.max())) if len(jj) else vol.shape[1] // 2
+    sz, sy, sx = vol.spacing_mm
+    out = []
+    for img, (ph, pw) in ((vol.hu[k], (sy, sx)), (vol.hu[::-1, j, :], (sz, sx))):
+        g = window(img, -600.0, 1500.0)
+        h_mm, w_mm = g.shape[0] * ph, g.shape[1] * pw
+        side = max(h_mm, w_mm)
+        pil = Image.fromarray(g).resize((max(1, int(size * w_mm / side)), max(1, int(size * h_mm / side))),
+                                        Image.BILINEAR)
+        tile = np.zeros((size, size), np.uint8)
+        a = np.asarray(pil)
+        y0, x0 = (size - a.shape[0]) // 2, (size - a.shape[1]) // 2
+        tile[y0 : y0 + a.shape[0], x0 : x0 + a.shape[1]] = a
+        out.append(tile)
+    return out
+
+
+def figure(path: Path, vols: list[tuple[str, Volume]], size: int = 256) -> Path:
+    """A PNG with one column per volume (axial over coronal, lung window) and its name on top."""
+    from PIL import Image, ImageDraw
+
+    cols = [np.concatenate([np.full((18, size), 0, np.uint8), *_tiles(v, size)], axis=0) for _, v in vols]
+    img = Image.fromarray(np.concatenate(cols, axis=1))
+    draw = ImageDraw.Draw(img)
+    for n, (name, _) in enumerate(vols):
+        draw.text((n * size + 4, 3), name, fill=255)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, optimize=True)
+    return path
+
+
+def _speed(size: str, anatomies: list[str]) -> int:
+    from inference.synth.lungshape import load_template
+    from inference.synth.nodules import load_library
+    from inference.synth.study import generate_study
+
+    load_library()
+    load_template()
+    generate_study(0, size="small", lesions="none", anatomy="real")  # imports, first touch of memory
+    for anatomy in anatomies:
+        times = []
+        for seed in (1, 2, 3):
+            t0 = time.process_time()
+            generate_study(seed, size=size, lesions="both", anatomy=anatomy)
+            times.append(time.process_time() - t0)
+        print(f"{anatomy} {size}: CPU s per study {np.round(times, 2).tolist()}, median {np.median(times):.2f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: print the measurement table (synthetic legacy/current and real scans)."""
     p = argparse.ArgumentParser(prog="python -m inference.synth.measure", description=__doc__.split("\n\n")[0])
@@ -203,13 +262,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--like", default="lung1", choices=("lung1", "thin"), help="synthetic geometry (default lung1)")
     p.add_argument("--real", default="lung1,lidc1,lidc2,lidc3,cta", help="real scans (comma list; '' for none)")
     p.add_argument("--data", type=Path, default=DATA, help="the shared real-data folder")
+    p.add_argument("--speed", default=None, metavar="SIZE",
+                   help="only time generation: CPU seconds per study of each generator at a size preset "
+                   "(small, medium, bench, full), lesions and mimics included, 3 seeds")
+    p.add_argument("--figure", type=Path, default=None,
+                   help="also write a side-by-side PNG (real lung1 | each synthetic generator, first seed)")
     args = p.parse_args(argv)
+    if args.speed:
+        return _speed(args.speed, [a for a in args.anatomy.split(",") if a])
+    shown: list[tuple[str, Volume]] = []
     rows = []
     for anatomy in [a for a in args.anatomy.split(",") if a]:
         for seed in [int(s) for s in args.seeds.split(",") if s]:
             t0 = time.perf_counter()
             vol = synthetic(seed, anatomy, args.like)
             gen = time.perf_counter() - t0
+            if not any(n.startswith(f"synthetic {anatomy}") for n, _ in shown):
+                shown.append((f"synthetic {anatomy} (seed {seed})", vol))
             m = measure_volume(vol.hu, vol.spacing_mm)
             m["seconds"] = round(gen, 1)
             rows.append((f"synth {anatomy} seed {seed} ({args.like})", m))
@@ -220,10 +289,14 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, ImportError, ValueError) as exc:
             print(f"{name}: skipped ({exc})", file=sys.stderr)
             continue
+        if name == "lung1":
+            shown.insert(0, ("real lung1", vol))
         spacing = tuple(round(s, 2) for s in vol.spacing_mm)
         rows.append((f"real {name} {spacing}", measure_volume(vol.hu, vol.spacing_mm)))
         print(rows[-1], file=sys.stderr, flush=True)
     print(format_table(rows))
+    if args.figure and shown:
+        print(f"figure: {figure(args.figure, shown)}", file=sys.stderr)
     return 0
 
 
