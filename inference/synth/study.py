@@ -190,6 +190,8 @@ def generate_study(
     lung_fn = chest.lung_sd_fn(pat, rng) if real else None
     hu_c, lung_c, body_c = anat.render_background(cgrid, pat, table, rng, lung_fn=lung_fn, fissures=not real)
     _parenchyma_texture(hu_c, lung_c, rng)
+    if real:
+        chest.lobular_texture(hu_c, lung_c, cgrid, rng)
     if fz == 1:
         hu_c = acq.apply_slice_profile(hu_c, grid.thickness, grid.spacing[0])
     nz, ny, nx = grid.shape
