@@ -17,7 +17,6 @@ import numpy as np
 from inference.synth import anatomy as anat
 from inference.synth import lobes, trees, vessels
 from inference.synth.grid import Grid, capsule_occupancy, paint, paint_max, paint_occupancy, tubes_occupancy
-from inference.synth.lungshape import load_template, lung_template_sd, sample_warp
 
 WALL_HU = 30.0
 DILATE_MM = 5.0
@@ -25,6 +24,8 @@ DILATE_MM = 5.0
 
 def lung_sd_fn(p: anat.Patient, rng: np.random.Generator):
     """A ``lung_sd(p, z, y, x)`` replacement: the warped real-lung template inside cage, spine, diaphragm."""
+    from inference.synth.lungshape import load_template, lung_template_sd, sample_warp  # runnable as a module
+
     tmpl = load_template()
     z_low = 0.5 * (p.dome_r + p.dome_l) - 6.0
     warp = sample_warp(p.cav_a, p.cav_b, p.z_apex, z_low, rng, tmpl)

@@ -113,6 +113,11 @@ def paint_max(target: np.ndarray, box: tuple[slice, slice, slice], occ: np.ndarr
         np.maximum(view, occ, out=view)
 
 
+def _col(v: np.ndarray, i: int) -> np.ndarray:
+    """Column ``i`` of ``v`` (N, 3) shaped (N, 1, 1, 1) for broadcasting over boxes."""
+    return v[:, i, None, None, None]
+
+
 _BUCKETS = np.array([3, 4, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 384, 512, 1024])
 
 
@@ -167,14 +172,12 @@ def tubes_occupancy(
             A = a[s].astype(np.float32)
             d = (b[s] - a[s]).astype(np.float32)
             ll = np.maximum((d * d).sum(1), 1e-6)
-            def col(v, i):
-                return v[:, i, None, None, None]
-            t = ((x - col(A, 0)) * col(d, 0) + (y - col(A, 1)) * col(d, 1) + (z - col(A, 2)) * col(d, 2)) / ll[
+            t = ((x - _col(A, 0)) * _col(d, 0) + (y - _col(A, 1)) * _col(d, 1) + (z - _col(A, 2)) * _col(d, 2)) / ll[
                 :, None, None, None]
             np.clip(t, 0.0, 1.0, out=t)
-            dx = x - (col(A, 0) + t * col(d, 0))
-            dy = y - (col(A, 1) + t * col(d, 1))
-            dz = z - (col(A, 2) + t * col(d, 2))
+            dx = x - (_col(A, 0) + t * _col(d, 0))
+            dy = y - (_col(A, 1) + t * _col(d, 1))
+            dz = z - (_col(A, 2) + t * _col(d, 2))
             dxy2 = dx * dx + dy * dy
             dz2 = dz * dz
             dist2 = dxy2 + dz2 + 1e-12

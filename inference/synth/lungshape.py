@@ -72,7 +72,6 @@ def build_template(data: Path | None = None) -> LungTemplate:
     pad = 6
     masks = [np.pad(m[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1, lo[2] : hi[2] + 1], pad) for m in masks]
     sd = np.stack([_signed_distance(m) for m in masks])
-    nz, ny, nx = sd.shape[1:]
     # frame: x midline between the lungs' medial surfaces, y AP centre, z = 0 at the lowest lung slice
     inner_r = np.argwhere(masks[0])[:, 2].max()
     inner_l = np.argwhere(masks[1])[:, 2].min()
@@ -82,7 +81,6 @@ def build_template(data: Path | None = None) -> LungTemplate:
     origin = np.array([-mid_i, -mid_j, -kk.min()]) * TEMPLATE_MM
     extent = np.array([max(mid_i - ii.min(), ii.max() - mid_i), 0.5 * (jj.max() - jj.min()),
                        kk.max() - kk.min()]) * TEMPLATE_MM
-    _ = (nz, ny, nx)
     return LungTemplate(np.clip(np.round(sd), -SD_CLIP, SD_CLIP).astype(np.int8), origin, TEMPLATE_MM, extent,
                         "lung1 (pyradiomics test data)")
 

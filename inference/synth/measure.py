@@ -196,7 +196,7 @@ def format_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
 
 
 def _tiles(vol: Volume, size: int = 256) -> list[np.ndarray]:
-    """Axial (largest lung area) and coronal (through the lungs' AP centre) lung-window tiles."""
+    """Axial (largest lung area) and coronal (through the hila, 45 % back from the lungs' front) tiles."""
     from PIL import Image
 
     from inference.synth.render import window
@@ -204,7 +204,7 @@ def _tiles(vol: Volume, size: int = 256) -> list[np.ndarray]:
     lung = lung_mask(vol.hu, vol.spacing_mm)
     k = int(np.argmax(lung.sum(axis=(1, 2))))
     jj = np.nonzero(lung.any(axis=(0, 2)))[0]
-    j = int(0.5 * (jj.min() + jj.max())) if len(jj) else vol.shape[1] // 2
+    j = int(jj.min() + 0.45 * (jj.max() - jj.min())) if len(jj) else vol.shape[1] // 2
     sz, sy, sx = vol.spacing_mm
     out = []
     for img, (ph, pw) in ((vol.hu[k], (sy, sx)), (vol.hu[::-1, j, :], (sz, sx))):
@@ -221,7 +221,7 @@ def _tiles(vol: Volume, size: int = 256) -> list[np.ndarray]:
     return out
 
 
-def figure(path: Path, vols: list[tuple[str, Volume]], size: int = 256) -> Path:
+def figure(path: Path, vols: list[tuple[str, Volume]], size: int = 320) -> Path:
     """A PNG with one column per volume (axial over coronal, lung window) and its name on top."""
     from PIL import Image, ImageDraw
 
@@ -232,7 +232,7 @@ def figure(path: Path, vols: list[tuple[str, Volume]], size: int = 256) -> Path:
         draw.text((n * size + 4, 3), name, fill=255)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, optimize=True)
+    img.quantize(colors=32).save(path, optimize=True)
     return path
 
 
