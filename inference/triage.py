@@ -203,8 +203,7 @@ def analyze_study_dir(
         result.timings_ms["save"] = (time.perf_counter() - t1) * 1000
         result.timings_ms["total"] = (time.perf_counter() - t0) * 1000
         (folder / "result.json").write_text(_json_with_geometry(folder, result))
-        if settings.pacs_destination and written:
-            _send(written, settings)
+        # SEG/SR go to the PACS peers through the worker's delivery queue (inference.peers.delivery)
     else:
         result.timings_ms["total"] = (time.perf_counter() - t0) * 1000
     pe_threshold = float(engine.model(PE_MODEL).card.thresholds.get("critical", settings.pe_critical_threshold))
@@ -218,13 +217,3 @@ def _json_with_geometry(folder: Path, result: CaseResult) -> str:
     doc.update(result.to_dict())
     return json.dumps(doc, indent=2)
 
-
-def _send(written: dict[str, Path | None], settings: Settings) -> None:
-    from inference.dicom.writer import send_to_pacs
-
-    paths = [p for p in written.values() if p is not None]
-    try:
-        statuses = send_to_pacs(paths, settings.pacs_destination, calling_ae=settings.receiver_ae_title)
-        log.info("sent %d output object(s) to the PACS: statuses %s", len(paths), statuses)
-    except (ConnectionError, OSError, ValueError) as exc:
-        log.error("could not send outputs to the PACS: %s", exc)
