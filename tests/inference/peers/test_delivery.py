@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
 
 import pydicom
@@ -128,7 +125,7 @@ def test_backoff_doubles_and_is_capped(settings):
     assert [backoff_s(n, s) for n in (1, 2, 3, 4, 5)] == [10.0, 20.0, 40.0, 50.0, 50.0]
 
 
-def test_last_try_failed_shows_results_not_delivered_on_the_worklist(tmp_path, settings, orthanc, analysed):
+def test_last_try_failed_shows_results_not_delivered_on_the_worklist(settings, orthanc, analysed, capsys):
     """Test that after the last try a refused delivery marks the study "results not delivered: <reason>"."""
     uid, outputs = analysed
     # Orthanc answers, but refuses the association: our AE title is wrong for it (a misconfigured peer)
@@ -142,9 +139,11 @@ def test_last_try_failed_shows_results_not_delivered_on_the_worklist(tmp_path, s
         (item,) = [i for i in worklist(session=session) if i.study_uid == uid]
     assert item.delivery_error.startswith("results not delivered: pacs (c-store) after 2 tries")
     assert "rejected the association" in item.delivery_error
-    out = subprocess.run([sys.executable, "-m", "inference.cli", "worklist", "--json"], capture_output=True, text=True,
-                         env={**os.environ, "TRIAGE_DATA_DIR": str(s.data_dir)}, timeout=120)  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    (row,) = [r for r in json.loads(out.stdout)["items"] if r["study_uid"] == uid]
+    from inference.cli import main
+
+    capsys.readouterr()
+    assert main(["worklist", "--json"]) == 0  # the CLI worklist (TRIAGE_DATA_DIR is this test's)
+    out = capsys.readouterr().out
+    (row,) = [r for r in json.loads(out)["items"] if r["study_uid"] == uid]
     assert "results not delivered" in row["delivery_error"]
     assert deliver_due(s) == []  # failed stays failed (visible), it is not retried silently
