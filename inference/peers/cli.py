@@ -138,7 +138,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "present are not fetched again. Exit 1 if a retrieval failed.",
     )
     p.add_argument("--peer", help="peer name (default: the first peer with query: true)")
-    p.add_argument("--since", help="first study date (YYYY-MM-DD, today, -7d)")
+    p.add_argument("--since", help="first study date (YYYY-MM-DD, today, or 7d: seven days ago)")
     p.add_argument("--until", help="last study date")
     p.add_argument("--modality", default="CT", help="modality (default CT)")
     p.add_argument("--body-part", default="CHEST", help="BodyPartExamined of the series (default CHEST; 'any')")

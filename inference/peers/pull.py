@@ -43,7 +43,7 @@ class PullReport:
 
 
 def parse_date(text: str) -> str:
-    """``YYYYMMDD`` from ``YYYY-MM-DD`` / ``YYYYMMDD`` / ``today`` / ``-Nd`` (N days ago).
+    """``YYYYMMDD`` from ``YYYY-MM-DD`` / ``YYYYMMDD`` / ``today`` / ``Nd`` or ``-Nd`` (N days ago).
 
     Raises:
         ValueError: anything else.
@@ -51,7 +51,7 @@ def parse_date(text: str) -> str:
     text = text.strip().lower()
     if text == "today":
         return date.today().strftime("%Y%m%d")
-    m = re.fullmatch(r"-(\d+)d", text)
+    m = re.fullmatch(r"-?(\d+)d", text)
     if m:
         return (date.today() - timedelta(days=int(m.group(1)))).strftime("%Y%m%d")
     for fmt in ("%Y-%m-%d", "%Y%m%d"):
@@ -59,7 +59,7 @@ def parse_date(text: str) -> str:
             return datetime.strptime(text, fmt).strftime("%Y%m%d")
         except ValueError:
             pass
-    raise ValueError(f"not a date: {text!r} (use YYYY-MM-DD, YYYYMMDD, today or -7d)")
+    raise ValueError(f"not a date: {text!r} (use YYYY-MM-DD, YYYYMMDD, today or 7d for 7 days ago)")
 
 
 def date_range(since: str | None, until: str | None) -> str:
