@@ -1,0 +1,73 @@
+"""Peers from settings and `triage peers check` against a real Orthanc (with HTTP authentication): each
+failure said plainly, exit 1 when any check fails, and the password never printed or logged."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from inference.config import Settings
+from tests.inference.peers.helpers import peer_of
+
+SECRET = "s3cret-Pa55word"  # a string that must never appear in any output
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "inference.cli", "-v", *args], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120)  # fmt: skip
+
+
+def test_peers_check_passes_and_fails_plainly_without_leaking_the_password(tmp_path, orthanc_factory):
+    """Test that a good peer passes C-ECHO and HTTP, and a wrong AE title, password or port each fail plainly."""
+    server = orthanc_factory("pacs", username="triage", password=SECRET, modalities={})
+    good = peer_of(server, "good")
+    peers = [
+        good,
+        peer_of(server, "wrong-ae", ae_title="NOT-PACS", dicomweb_url=None),
+        peer_of(server, "wrong-pw", password="guess", ae_title=None, port=None),
+        peer_of(server, "nobody", port=1, dicomweb_url=None),
+    ]
+    config = [p.model_dump(mode="json") | {"password": p.password.get_secret_value()} for p in peers]
+    env = {"TRIAGE_DATA_DIR": str(tmp_path / "data"), "TRIAGE_PEERS": json.dumps(config)}
+    ok = _cli("peers", "check", "good", env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert [line.split()[:3] for line in ok.stdout.splitlines()] == [["ok", "good", "C-ECHO"], ["ok", "good", "HTTP"]]
+    out = _cli("peers", "check", env=env)
+    assert out.returncode == 1
+    lines = {tuple(line.split()[1:3]): line for line in out.stdout.splitlines()}
+    assert (
+        lines[("wrong-ae", "C-ECHO")].startswith("FAIL") and "rejected the association" in lines[("wrong-ae", "C-ECHO")]
+    )
+    assert lines[("wrong-pw", "HTTP")].startswith("FAIL") and "HTTP 401" in lines[("wrong-pw", "HTTP")]
+    assert "credentials refused" in lines[("wrong-pw", "HTTP")]
+    assert lines[("nobody", "C-ECHO")].startswith("FAIL") and "cannot be reached" in lines[("nobody", "C-ECHO")]
+    assert "3 of 5 check(s) failed" in out.stderr and "Traceback" not in out.stderr
+    listed = _cli("peers", "list", "--json", env=env)
+    assert listed.returncode == 0 and json.loads(listed.stdout)[0]["password_set"] is True
+    for run in (ok, out, listed):
+        assert SECRET not in run.stdout + run.stderr
+
+
+def test_peer_settings_from_the_environment(monkeypatch):
+    """Test that TRIAGE_PEERS (JSON) becomes typed peers, the password a secret, and bad entries are refused."""
+    monkeypatch.setenv("TRIAGE_PEERS", json.dumps([{"name": "pacs", "ae_title": "PACS", "port": 104,
+                                                     "password": SECRET, "send_results": ["c-store"]}]))  # fmt: skip
+    monkeypatch.setenv("TRIAGE_PACS_DESTINATION", "OLD@10.0.0.9:11112")
+    s = Settings()
+    (peer,) = s.peers
+    assert peer.password.get_secret_value() == SECRET and SECRET not in repr(s) and SECRET not in peer.describe()
+    assert [p.name for p in s.all_peers()] == ["pacs"]  # a configured "pacs" wins over the legacy destination
+    monkeypatch.setenv("TRIAGE_PEERS", "[]")
+    legacy = Settings().all_peers()
+    assert [(p.name, p.ae_title, p.host, p.port, p.send_results) for p in legacy] == [
+        ("pacs", "OLD", "10.0.0.9", 11112, ["c-store"])]  # fmt: skip
+    with pytest.raises(KeyError, match="no peer named 'x'; configured: pacs"):
+        Settings().peer("x")
+    monkeypatch.setenv("TRIAGE_PEERS", json.dumps([{"name": "bad", "send_results": ["e-mail"]}]))
+    with pytest.raises(ValidationError):
+        Settings()
