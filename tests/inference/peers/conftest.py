@@ -24,24 +24,29 @@ def require_orthanc() -> None:
         pytest.skip(missing)
 
 
-def stop_all(servers: list[OrthancServer]) -> None:
-    """SIGTERM every server first, then wait for each (they shut down in parallel, ~3.5 s)."""
-    for s in servers:
-        if s.proc is not None and s.proc.poll() is None:
-            s.proc.send_signal(signal.SIGTERM)
-    for s in servers:
-        if s.proc is not None:
-            try:
-                s.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                s.proc.kill()
-                s.proc.wait(timeout=10)
-            s.proc = None
+def wait_all(procs: list[subprocess.Popen]) -> None:
+    """Wait for stopped Orthancs to exit (SIGKILL one that hangs)."""
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def _stopping_orthancs():
+    """Orthancs sent SIGTERM by finished tests; each takes ~3.5 s to exit, so they are waited for here, at
+    the end of the session, while the next tests run (they use other ports and folders)."""
+    procs: list[subprocess.Popen] = []
+    yield procs
+    wait_all(procs)
 
 
 @pytest.fixture
-def orthanc_factory(tmp_path):
-    """``make(name, **kw) -> OrthancServer``: started Orthancs, each with its own folder; all stopped after."""
+def orthanc_factory(tmp_path, _stopping_orthancs):
+    """``make(name, **kw) -> OrthancServer``: started Orthancs, each with its own folder; all stopped after
+    the test (SIGTERM; the exit is awaited at the end of the session)."""
     require_orthanc()
     servers: list[OrthancServer] = []
 
@@ -51,7 +56,11 @@ def orthanc_factory(tmp_path):
         return server.start()
 
     yield make
-    stop_all(servers)
+    for server in servers:
+        if server.proc is not None and server.proc.poll() is None:
+            server.proc.send_signal(signal.SIGTERM)
+            _stopping_orthancs.append(server.proc)
+        server.proc = None
 
 
 @pytest.fixture

@@ -4,25 +4,44 @@ failure said plainly, exit 1 when any check fails, and the password never printe
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+import logging
+from dataclasses import dataclass
 
 import pytest
 from pydantic import ValidationError
 
-from inference.config import Settings
+from inference.cli import main
+from inference.config import Settings, get_settings
 from tests.inference.peers.helpers import peer_of
 
 SECRET = "s3cret-Pa55word"  # a string that must never appear in any output
 
 
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "inference.cli", "-v", *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120)  # fmt: skip
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def test_peers_check_passes_and_fails_plainly_without_leaking_the_password(tmp_path, orthanc_factory):
+def _cli(*args: str, capsys, caplog) -> Run:
+    """``triage -v ARGS`` in this process (output and every log record captured)."""
+    get_settings.cache_clear()
+    capsys.readouterr()
+    caplog.clear()
+    noisy = {name: logging.getLogger(name).level for name in ("highdicom", "pydicom", "pynetdicom", "huey")}
+    try:
+        code = main(["-v", *args])
+    finally:
+        for name, level in noisy.items():  # main() sets these process-wide
+            logging.getLogger(name).setLevel(level)
+    out = capsys.readouterr()
+    return Run(code, out.out, out.err + "\n".join(r.getMessage() for r in caplog.records))
+
+
+def test_peers_check_passes_and_fails_plainly_without_leaking_the_password(
+    tmp_path, orthanc_factory, monkeypatch, capsys, caplog
+):
     """Test that a good peer passes C-ECHO and HTTP, and a wrong AE title, password or port each fail plainly."""
     server = orthanc_factory("pacs", username="triage", password=SECRET, modalities={})
     good = peer_of(server, "good")
@@ -33,11 +52,13 @@ def test_peers_check_passes_and_fails_plainly_without_leaking_the_password(tmp_p
         peer_of(server, "nobody", port=1, dicomweb_url=None),
     ]
     config = [p.model_dump(mode="json") | {"password": p.password.get_secret_value()} for p in peers]
-    env = {"TRIAGE_DATA_DIR": str(tmp_path / "data"), "TRIAGE_PEERS": json.dumps(config)}
-    ok = _cli("peers", "check", "good", env=env)
+    monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TRIAGE_PEERS", json.dumps(config))
+    caplog.set_level(logging.DEBUG)
+    ok = _cli("peers", "check", "good", capsys=capsys, caplog=caplog)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert [line.split()[:3] for line in ok.stdout.splitlines()] == [["ok", "good", "C-ECHO"], ["ok", "good", "HTTP"]]
-    out = _cli("peers", "check", env=env)
+    out = _cli("peers", "check", capsys=capsys, caplog=caplog)
     assert out.returncode == 1
     lines = {tuple(line.split()[1:3]): line for line in out.stdout.splitlines()}
     assert (
@@ -47,7 +68,7 @@ def test_peers_check_passes_and_fails_plainly_without_leaking_the_password(tmp_p
     assert "credentials refused" in lines[("wrong-pw", "HTTP")]
     assert lines[("nobody", "C-ECHO")].startswith("FAIL") and "cannot be reached" in lines[("nobody", "C-ECHO")]
     assert "3 of 5 check(s) failed" in out.stderr and "Traceback" not in out.stderr
-    listed = _cli("peers", "list", "--json", env=env)
+    listed = _cli("peers", "list", "--json", capsys=capsys, caplog=caplog)
     assert listed.returncode == 0 and json.loads(listed.stdout)[0]["password_set"] is True
     for run in (ok, out, listed):
         assert SECRET not in run.stdout + run.stderr
