@@ -53,6 +53,7 @@ class OrthancServer:
         modalities: dict[str, dict[str, Any]] | None = None,
         username: str | None = None,
         password: str | None = None,
+        lua_scripts: list[Path] | None = None,
     ):
         self.folder = Path(folder)
         self.aet = aet
@@ -61,6 +62,7 @@ class OrthancServer:
         self.modalities = dict(modalities or {})
         self.username = username
         self.password = password
+        self.lua_scripts = [str(p) for p in lua_scripts or []]
         self.proc: subprocess.Popen | None = None
         self.rest = requests.Session()
         if username:
@@ -89,10 +91,12 @@ class OrthancServer:
             "DicomModalities": self.modalities,
             "Plugins": [DICOMWEB_PLUGIN],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-            "StableAge": 1,
+            "StableAge": 1,  # seconds without a new instance before OnStableStudy (routing rules)
             "HttpTimeout": 30,
             "DicomScuTimeout": 10,
         }
+        if self.lua_scripts:
+            cfg["LuaScripts"] = self.lua_scripts
         if self.username:
             cfg["RegisteredUsers"] = {self.username: self.password or ""}
         return cfg

@@ -1,6 +1,7 @@
-"""A site's set-up end to end: Orthanc pushes a study to `triage receive` (its REST "store to modality", as a
-routing rule would), `triage worker` analyses it, it is ranked on the worklist, and the SEG + SR go back to the
-PACS by C-STORE and to a DICOMweb archive by STOW-RS. Real processes, real Orthanc, the real LIDC sample."""
+"""A site's set-up end to end: Orthanc's routing rule (``docs/orthanc/route-ct-to-triage.lua``: on a stable CT
+study, REST ``POST /modalities/triage/store``) pushes a study to `triage receive`, `triage worker` analyses
+it, it is ranked on the worklist, and the SEG + SR go back to the PACS by C-STORE and to a DICOMweb archive by
+STOW-RS. Real processes, real Orthanc, the real LIDC sample."""
 
 from __future__ import annotations
 
@@ -15,16 +16,19 @@ import zipfile
 from pathlib import Path
 
 import pydicom
+from pydicom.uid import generate_uid
 
 from db.peers import list_deliveries
 from db.session import session_scope
 from db.worklist import worklist
 from inference.config import Settings
 from inference.intake import open_database
+from inference.peers.priors import find_prior
 from tests.inference.peers.orthanc import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "assets" / "samples" / "lidc" / "LIDC-IDRI-0001.zip"
+ROUTING_RULE = ROOT / "docs" / "orthanc" / "route-ct-to-triage.lua"
 
 
 def _start(args: list[str], env: dict[str, str], log) -> subprocess.Popen:
@@ -52,22 +56,39 @@ def _wait(what: str, check, timeout: float, log_path: Path):
     raise AssertionError(f"timed out waiting for {what}; services log:\n{log_path.read_text()[-4000:]}")
 
 
+def _earlier_copy_on(server, files, study_date: str) -> str:
+    """Store on ``server`` a copy of the study as the same patient's CT of a year before (new UIDs)."""
+    study_uid = generate_uid(entropy_srcs=["prior", study_date])
+    series_uid = generate_uid(entropy_srcs=["prior series", study_date])
+    for data in files:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[ds.SOPInstanceUID])
+        ds.StudyDate = f"{int(study_date[:4]) - 1}{study_date[4:]}"
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        server.rest.post(f"{server.url}/instances", data=buf.getvalue(), timeout=30).raise_for_status()
+    return study_uid
+
+
 def test_orthanc_push_is_analysed_ranked_and_results_come_back(tmp_path, orthanc_factory, monkeypatch):
-    """Test that a study Orthanc sends to `triage receive` is analysed, listed, and its SEG/SR reach both peers."""
+    """Test that a study Orthanc routes to `triage receive` is analysed and listed, its prior fetched, and its
+    SEG/SR reach both peers."""
     port = free_port()
-    pacs = orthanc_factory("pacs", modalities={"triage": {"AET": "TRIAGE", "Host": "127.0.0.1", "Port": port}})
+    pacs = orthanc_factory("pacs", modalities={"triage": {"AET": "TRIAGE", "Host": "127.0.0.1", "Port": port}},
+                           lua_scripts=[ROUTING_RULE])  # fmt: skip
     archive = orthanc_factory("archive")
     with zipfile.ZipFile(SAMPLE) as zf:
         files = {n: zf.read(n) for n in zf.namelist() if n.endswith(".dcm")}
-    for data in files.values():
-        pacs.rest.post(f"{pacs.url}/instances", data=data, timeout=30).raise_for_status()
     first = pydicom.dcmread(io.BytesIO(next(iter(files.values()))), stop_before_pixels=True)
     study_uid, source_series = first.StudyInstanceUID, first.SeriesInstanceUID
+    prior_uid = _earlier_copy_on(archive, files.values(), first.StudyDate)
 
     peers = [
         {"name": "pacs", "ae_title": pacs.aet, "host": "127.0.0.1", "port": pacs.dicom_port,
          "send_results": ["c-store"], "query": True},
-        {"name": "archive", "dicomweb_url": archive.dicomweb_url, "send_results": ["stow-rs"]},
+        {"name": "archive", "dicomweb_url": archive.dicomweb_url, "send_results": ["stow-rs"], "query": True,
+         "retrieve": "wado-rs"},
     ]  # fmt: skip
     env = {
         "TRIAGE_DATA_DIR": str(tmp_path / "data"),
@@ -86,9 +107,8 @@ def test_orthanc_push_is_analysed_ranked_and_results_come_back(tmp_path, orthanc
     try:
         _wait("the receiver to answer C-ECHO", lambda: pacs.rest.post(f"{pacs.url}/modalities/triage/echo", json={},
                                                                       timeout=10).ok, 60, log_path)  # fmt: skip
-        # what a site's Orthanc routing rule (Lua OnStableStudy, or the REST API) does:
-        sent = pacs.post("/modalities/triage/store", {"Resources": [pacs.find_study(study_uid)], "Synchronous": True})
-        assert sent["InstancesCount"] == len(files) and sent["FailedInstancesCount"] == 0
+        for data in files.values():  # the scanner sends to the PACS; its routing rule forwards the stable study
+            pacs.rest.post(f"{pacs.url}/instances", data=data, timeout=30).raise_for_status()
 
         def ready():
             with session_scope(open_database(settings)) as session:
@@ -109,6 +129,9 @@ def test_orthanc_push_is_analysed_ranked_and_results_come_back(tmp_path, orthanc
         _stop(receiver)
         _stop(worker)
         log.close()
+    # the patient's earlier CT, found on the archive (QIDO-RS) when the study arrived, kept and linked
+    prior = find_prior(study_uid, settings=settings)
+    assert prior == settings.priors_dir / prior_uid and len(list(prior.rglob("*.dcm"))) == len(files)
     results = list((tmp_path / "data" / "results" / study_uid).glob("*/findings_sr.dcm"))
     assert len(results) == 1
     sent_uids = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in results[0].parent.glob("*.dcm")}
