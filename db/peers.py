@@ -105,7 +105,7 @@ def claim_due_deliveries(
         if session.execute(sa.update(_D).where(*cond).values(status="sending", last_attempt_at=now)).rowcount:
             claimed.append(row_id)
     session.commit()
-    return [session.get(Delivery, i) for i in claimed]
+    return [session.get(Delivery, i, populate_existing=True) for i in claimed]
 
 
 def record_delivery_attempt(
@@ -117,7 +117,7 @@ def record_delivery_attempt(
     error: ``pending`` again, due at ``next_attempt_at``, or ``failed`` when that is None (the last try), which
     sets the study's ``delivery_error``. Each outcome is also an audit event.
     """
-    d = session.get(Delivery, delivery_id)
+    d = session.get(Delivery, delivery_id, populate_existing=True)  # rows change by core UPDATEs too
     if d is None:
         raise LookupError(f"delivery {delivery_id} not found")
     d.attempts += 1
