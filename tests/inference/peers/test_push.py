@@ -16,8 +16,10 @@ import zipfile
 from pathlib import Path
 
 import pydicom
+import sqlalchemy as sa
 from pydicom.uid import generate_uid
 
+from db.models import AnalysisRun
 from db.peers import list_deliveries
 from db.session import session_scope
 from db.worklist import worklist
@@ -28,6 +30,7 @@ from tests.inference.peers.orthanc import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "assets" / "samples" / "lidc" / "LIDC-IDRI-0001.zip"
+QUIET_PERIOD_S = 3  # the receiver's: a loaded CI machine can pause longer than 1 s between instances
 ROUTING_RULE = ROOT / "docs" / "orthanc" / "route-ct-to-triage.lua"
 
 
@@ -102,13 +105,14 @@ def test_orthanc_push_is_analysed_ranked_and_results_come_back(tmp_path, orthanc
     settings = Settings()
     log_path = tmp_path / "services.log"
     log = open(log_path, "w")
-    receiver = _start(["receive", "--port", str(port), "--quiet-period", "1"], env, log)
+    receiver = _start(["receive", "--port", str(port), "--quiet-period", str(QUIET_PERIOD_S)], env, log)
     worker = _start(["worker"], env, log)
     try:
         _wait("the receiver to answer C-ECHO", lambda: pacs.rest.post(f"{pacs.url}/modalities/triage/echo", json={},
                                                                       timeout=10).ok, 60, log_path)  # fmt: skip
-        for data in files.values():  # the scanner sends to the PACS; its routing rule forwards the stable study
-            pacs.rest.post(f"{pacs.url}/instances", data=data, timeout=30).raise_for_status()
+        # the study reaches the PACS in one request (a ZIP upload), so Orthanc's routing rule sees it stable
+        # only once it is complete, as it would after a scanner's push
+        pacs.rest.post(f"{pacs.url}/instances", data=SAMPLE.read_bytes(), timeout=60).raise_for_status()
 
         def ready():
             with session_scope(open_database(settings)) as session:
@@ -124,7 +128,15 @@ def test_orthanc_push_is_analysed_ranked_and_results_come_back(tmp_path, orthanc
                 rows = list_deliveries(session=session, study_uid=study_uid)
                 return rows if len(rows) == 2 and all(d.status == "delivered" for d in rows) else None
 
-        _wait("both deliveries", delivered, 60, log_path)
+        _wait("both deliveries", delivered, 90, log_path)
+        # our SEG/SR joined the study on the PACS, so its routing rule fires again and re-sends the CT series:
+        # the receiver has all of it already, so nothing is queued, analysed or delivered again (no loop)
+        _wait("the PACS to route the study again", lambda: log_path.read_text().count("association from PACS") >= 2,
+              60, log_path)  # fmt: skip
+        time.sleep(QUIET_PERIOD_S + 3)
+        with session_scope(open_database(settings)) as session:
+            assert session.execute(sa.select(sa.func.count()).select_from(AnalysisRun)).scalar() == 1
+            assert len(list_deliveries(session=session, study_uid=study_uid)) == 2
     finally:
         _stop(receiver)
         _stop(worker)
