@@ -58,7 +58,7 @@ def associate(peer: Peer, settings: Settings, ae: AE, **kwargs: Any) -> Iterator
         if assoc.is_rejected:
             why = "rejected the association (is our AE title known to it, and its AE title right?)"
         else:
-            why = _unreachable_reason(peer) or "aborted the association"
+            why = _unreachable_reason(peer) or "aborted the association (are the AE titles right on both sides?)"
         raise PeerError(f"{peer.describe()} {why}")
     try:
         yield assoc

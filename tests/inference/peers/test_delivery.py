@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import timedelta
 
 import pydicom
@@ -134,11 +135,12 @@ def test_last_try_failed_shows_results_not_delivered_on_the_worklist(settings, o
     plan_deliveries(uid, outputs, settings=s)
     assert deliver_due(s)[0]["status"] == "pending"
     (last,) = deliver_due(s)
-    assert last["status"] == "failed" and last["attempts"] == 2 and "rejected the association" in last["error"]
+    assert last["status"] == "failed" and last["attempts"] == 2
+    assert re.search("(rejected|aborted) the association", last["error"])  # Orthanc rejects; under load may abort
     with session_scope(open_database(s)) as session:
         (item,) = [i for i in worklist(session=session) if i.study_uid == uid]
     assert item.delivery_error.startswith("results not delivered: pacs (c-store) after 2 tries")
-    assert "rejected the association" in item.delivery_error
+    assert item.delivery_error.endswith(last["error"])
     from inference.cli import main
 
     capsys.readouterr()
