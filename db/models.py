@@ -160,6 +160,8 @@ class Study(SQLModel, table=True):
     claimed_at: datetime | None = _ts()
     #: Reader-study draw in [0, 1) (``db.arms``): AI hidden when below ``ai_hidden_fraction``, until opened.
     arm_draw: float | None = None
+    #: "results not delivered: <reason>" once a result delivery has used its last try (``Delivery``).
+    delivery_error: str | None = Field(default=None, sa_type=sa.Text)
 
 
 class Series(SQLModel, table=True):
@@ -314,4 +316,62 @@ class AuditEvent(SQLModel, table=True):
     action: str = Field(sa_type=sa.String(64), nullable=False)
     study_id: int | None = _fk("study.id", nullable=True, ondelete="SET NULL")
     detail: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True)
+
+
+DELIVERY_STATES = ("pending", "sending", "delivered", "failed")
+DELIVERY_METHODS = ("c-store", "stow-rs")
+
+
+class Delivery(SQLModel, table=True):
+    """One analysis output set (SEG, SR) to one peer by one method, with its retry state.
+
+    ``pending`` (due at ``next_attempt_at``) → ``sending`` (claimed by a worker) → ``delivered``; or back to
+    ``pending`` with exponential backoff after a failed try, and ``failed`` after the last one (the study then
+    carries ``delivery_error``). ``paths`` are relative to the data directory.
+    """
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "peer", "method"),
+        sa.CheckConstraint("status IN ('pending', 'sending', 'delivered', 'failed')", name="status"),
+        sa.CheckConstraint("method IN ('c-store', 'stow-rs')", name="method"),
+        sa.Index("ix_delivery_due", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = _fk("study.id")
+    run_id: int | None = _fk("analysis_run.id", nullable=True, index=False)
+    peer: str = Field(sa_type=sa.String(64), nullable=False)
+    method: str = Field(sa_type=sa.String(16), nullable=False)
+    paths: list[str] = Field(default_factory=list, sa_type=JSON, nullable=False)
+    status: str = Field(default="pending", sa_type=sa.String(16), nullable=False)
+    attempts: int = Field(default=0, nullable=False)
+    max_attempts: int = Field(default=6, nullable=False)
+    next_attempt_at: datetime | None = _ts()
+    last_attempt_at: datetime | None = _ts()
+    delivered_at: datetime | None = _ts()
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = _ts(nullable=False)
+
+
+class StudyPrior(SQLModel, table=True):
+    """An earlier study of the same patient kept for comparison: where its best series lies and where from.
+
+    ``prior_study_id`` is set when the prior is a study of our own database; ``source`` is ``local`` or
+    ``peer:<name>``; ``path`` is the folder holding the prior's selected series (readable by ``read_volume``).
+    """
+
+    __tablename__ = "study_prior"
+    __table_args__ = (sa.UniqueConstraint("study_id", "prior_study_uid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = _fk("study.id")
+    prior_study_uid: str = Field(sa_type=sa.String(64), nullable=False)
+    prior_series_uid: str | None = _str(64)
+    prior_study_date: str | None = _str(8)
+    prior_study_id: int | None = _fk("study.id", nullable=True, ondelete="SET NULL", index=False)
+    source: str = Field(sa_type=sa.String(80), nullable=False)
+    path: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = _ts(nullable=False)
+
 

@@ -58,7 +58,7 @@ _COLUMNS = (
     "id", "study_uid", "accession", "patient_id", "patient_name", "description", "modality",
     "manufacturer", "scanner_model", "scanner_profile", "status", "received_at", "analysed_at",
     "nodule_score", "embolism_score", "priority", "critical", "attention_reason", "claimed_by", "claimed_at",
-    "nodule_threshold", "embolism_threshold",
+    "nodule_threshold", "embolism_threshold", "delivery_error",
 )  # fmt: skip
 
 
@@ -93,6 +93,8 @@ class WorklistItem:
     needs_attention: bool
     waited_minutes: float
     ai_hidden: bool = False
+    #: "results not delivered: <reason>" when the SEG/SR could not be sent to a PACS peer (``db.peers``).
+    delivery_error: str | None = None
 
     def to_dict(self, *, identifiers: bool = True) -> dict[str, Any]:
         """JSON-friendly dict (ISO timestamps); ``identifiers=False`` drops patient ID and name."""

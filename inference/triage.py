@@ -333,21 +333,8 @@ def analyze_study_dir(
             outputs=write_dicom,
         )
         written = {k: None if p is None else folder / p.name for k, p in written.items()}
-        if settings.pacs_destination and written:
-            _send(written, settings)
+        # SEG/SR go to the PACS peers through the worker's delivery queue (inference.peers.delivery)
     else:
         result.timings_ms["total"] = (time.perf_counter() - t0) * 1000
     return AnalysisOutcome(result, folder, written)
 
-
-def _send(written: dict[str, Path | None], settings: Settings) -> None:
-    from inference.dicom.writer import send_to_pacs
-
-    paths = [p for p in written.values() if p is not None]
-    if not settings.pacs_destination:
-        return
-    try:
-        statuses = send_to_pacs(paths, settings.pacs_destination, calling_ae=settings.receiver_ae_title)
-        log.info("sent %d output object(s) to the PACS: statuses %s", len(paths), statuses)
-    except (ConnectionError, OSError, ValueError) as exc:
-        log.error("could not send outputs to the PACS: %s", exc)

@@ -51,6 +51,7 @@ def process_study(study_uid: str, settings: Settings | None = None) -> str:
             log.info("study %s already signed; not analysed again", study_uid)
             return "signed"
     started = datetime.now(timezone.utc)
+    _fetch_priors(study_uid, settings)
     try:
         outcome = analyze_study_dir(settings.inbox_dir / study_uid, settings=settings)
     except UnusableStudy as exc:
@@ -61,8 +62,24 @@ def process_study(study_uid: str, settings: Settings | None = None) -> str:
         return "unsuitable"
     with session_scope(engine) as session:
         store_analysis(session=session, result=outcome.result, started_at=started)
+    if outcome.outputs:
+        from inference.peers.delivery import plan_deliveries
+
+        plan_deliveries(study_uid, outcome.outputs, settings=settings)
     log.info("study %s ready (%d findings)", study_uid, len(outcome.result.findings))
     return "ready"
+
+
+def _fetch_priors(study_uid: str, settings: Settings) -> None:
+    """Look for the patient's earlier CT (own database, then query peers) before analysing; never fatal."""
+    if not settings.priors_enabled:
+        return
+    try:
+        from inference.peers.priors import fetch_priors
+
+        fetch_priors(study_uid, settings=settings)
+    except Exception as exc:
+        log.warning("study %s: prior studies not fetched: %s", study_uid, _short_reason(exc))
 
 
 def analyze_task(study_uid: str, task: Any = None) -> str:
@@ -126,12 +143,18 @@ def make_consumer(settings: Settings, *, workers: int = 1):
 def run_worker(settings: Settings | None = None, *, workers: int = 1, max_seconds: float | None = None) -> None:
     """Run the consumer until interrupted (or for ``max_seconds``, for tests and demos)."""
     settings = settings or get_settings()
+    from inference.peers.delivery import DeliveryLoop
+
     consumer = make_consumer(settings, workers=workers)
-    if max_seconds is None:
-        consumer.run()
-        return
-    consumer.start()  # worker threads without signal handlers (callable off the main thread)
-    deadline = time.monotonic() + max_seconds
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-    consumer.stop(graceful=True)
+    deliveries = DeliveryLoop(settings).start()  # results to the PACS peers, with retries (state in the db)
+    try:
+        if max_seconds is None:
+            consumer.run()
+            return
+        consumer.start()  # worker threads without signal handlers (callable off the main thread)
+        deadline = time.monotonic() + max_seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+        consumer.stop(graceful=True)
+    finally:
+        deliveries.stop()

@@ -56,6 +56,13 @@ def priority_badge(item: WorklistItem, ai_hidden: bool = False) -> str:
 
 
 def top_text(item: WorklistItem, top: dict | None) -> str:
+    text = _top_text(item, top)
+    if item.delivery_error:  # the SEG/SR never reached the PACS: say so, never drop it silently
+        text += f"<br><span class='muted'>⚠ {safe_md(item.delivery_error)}</span>"
+    return text
+
+
+def _top_text(item: WorklistItem, top: dict | None) -> str:
     if item.needs_attention:
         return f"⚠ {safe_md(item.attention_reason or item.status)}"
     if item.analysed_at is None:

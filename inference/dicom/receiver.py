@@ -172,7 +172,9 @@ class Receiver:
         self.stats[outcome.status] += 1
         if outcome.status == "quarantined":
             return STATUS_CANNOT_UNDERSTAND
-        if outcome.study_uid and self.tracker.touch(outcome.study_uid):
+        # only new instances (re)start a study's quiet period: a PACS re-sending what we have (its routing rule
+        # firing again once our results joined the study) must not queue the study again
+        if outcome.status == "stored" and outcome.study_uid and self.tracker.touch(outcome.study_uid):
             try:
                 self.on_first_instance(outcome.study_uid)
             except Exception as exc:

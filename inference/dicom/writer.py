@@ -8,7 +8,8 @@ Kinds, their coded concepts and whether they are segmented come from ``inference
   references its SEG segment, with long-axis diameter, volume, mean attenuation, model probability, texture
   and the suggested Lung-RADS category; per other finding (embolism) a measurement group with probability and
   location; the algorithm (model names and versions) on every group.
-* ``send_to_pacs``: optional C-STORE of both to a configured destination (``AE@host:port``).
+* ``send_to_pacs``: C-STORE of both to a destination (``AE@host:port``); the worker delivers through
+  ``inference.peers.delivery`` instead (every result peer, C-STORE or STOW-RS, retried with backoff).
 
 Codes from SNOMED CT / DICOM / UCUM where a standard one exists; the rest use the local scheme
 ``99TRIAGE`` (a private coding scheme, as the standard allows).
