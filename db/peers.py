@@ -13,14 +13,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from db.models import AnalysisRun, Delivery, Study, StudyPrior
 from db.review import record_event
-from db.types import as_utc, utcnow
+from db.types import as_utc, table_of, utcnow
 
-_D = Delivery.__table__
-_S = Study.__table__
+_D = table_of(Delivery)
+_S = table_of(Study)
 NOT_DELIVERED = "results not delivered"
 
 
@@ -48,7 +48,7 @@ def create_deliveries(
     study = _study(session, study_uid)
     if run_id is None:
         run_id = session.execute(
-            sa.select(sa.func.max(AnalysisRun.__table__.c.id)).where(AnalysisRun.__table__.c.study_id == study.id)
+            sa.select(sa.func.max(table_of(AnalysisRun).c.id)).where(table_of(AnalysisRun).c.study_id == study.id)
         ).scalar()
     ids = []
     now = utcnow()
@@ -102,10 +102,12 @@ def claim_due_deliveries(
     for row_id, status, last in rows:
         cond = [_D.c.id == row_id, _D.c.status == status]
         cond.append(_D.c.last_attempt_at.is_(None) if last is None else _D.c.last_attempt_at == last)
-        if session.execute(sa.update(_D).where(*cond).values(status="sending", last_attempt_at=now)).rowcount:
+        upd = sa.update(_D).where(*cond).values(status="sending", last_attempt_at=now)
+        if session.connection().execute(upd).rowcount:
             claimed.append(row_id)
     session.commit()
-    return [session.get(Delivery, i, populate_existing=True) for i in claimed]
+    got = [session.get(Delivery, i, populate_existing=True) for i in claimed]
+    return [d for d in got if d is not None]
 
 
 def record_delivery_attempt(
@@ -165,7 +167,7 @@ def retry_failed_deliveries(*, session: Session, study_uid: str | None = None) -
     cond = [_D.c.status == "failed"]
     if study_uid is not None:
         cond.append(_D.c.study_id == _study(session, study_uid).id)
-    n = session.execute(
+    n = session.connection().execute(
         sa.update(_D).where(*cond).values(status="pending", attempts=0, next_attempt_at=utcnow())
     ).rowcount
     session.commit()
@@ -219,10 +221,11 @@ def earlier_studies(*, session: Session, study_uid: str) -> list[Study]:
     study = _study(session, study_uid)
     if not study.patient_id:
         return []
+    before: sa.ColumnElement[bool]
     if study.study_date:
-        before = sa.and_(Study.study_date.is_not(None), Study.study_date < study.study_date)  # type: ignore[union-attr]
+        before = sa.and_(col(Study.study_date).is_not(None), col(Study.study_date) < study.study_date)
     else:
-        before = Study.received_at < study.received_at
+        before = col(Study.received_at) < study.received_at
     query = (
         select(Study)
         .where(

@@ -112,6 +112,7 @@ def deliver_due(settings: Settings, *, now: datetime | None = None) -> list[dict
         if error is not None and tries < max_attempts:
             next_at = (now or utcnow()) + timedelta(seconds=backoff_s(tries, settings))
         with session_scope(engine) as session:
+            assert delivery_id is not None  # a stored row
             d = record_delivery_attempt(session=session, delivery_id=delivery_id, error=error, next_attempt_at=next_at)
             status = d.status
         if error is None:

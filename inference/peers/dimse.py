@@ -16,7 +16,7 @@ from typing import Any
 import pydicom
 from pydicom.dataset import Dataset
 from pynetdicom import AE, build_role, evt
-from pynetdicom.sop_class import (
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
@@ -51,7 +51,7 @@ def associate(peer: Peer, settings: Settings, ae: AE, **kwargs: Any) -> Iterator
     if not peer.has_dimse:
         raise PeerError(f"peer {peer.name} has no DICOM address (ae_title and port)")
     try:
-        assoc = ae.associate(peer.host, int(peer.port), ae_title=peer.ae_title, **kwargs)
+        assoc = ae.associate(peer.host, int(peer.port or 0), ae_title=str(peer.ae_title), **kwargs)
     except OSError as exc:
         raise PeerError(f"{peer.describe()}: cannot connect: {exc}") from exc
     if not assoc.is_established:

@@ -61,7 +61,10 @@ def stow(peer: Peer, paths: list[Path], settings: Settings) -> int:
     stored = 0
     for study_uid in sorted(study_uids):
         batch = [ds for ds in datasets if ds.StudyInstanceUID == study_uid]
-        rsp = _call(peer, "STOW-RS", lambda b=batch, s=study_uid: web.store_instances(b, study_instance_uid=s))
+        def store(b: list[Any] = batch, s: str = study_uid) -> Any:
+            return web.store_instances(b, study_instance_uid=s)
+
+        rsp = _call(peer, "STOW-RS", store)
         failed = list(getattr(rsp, "FailedSOPSequence", []) or [])
         if failed:
             reasons = sorted({f"0x{int(getattr(item, 'FailureReason', 0xFFFF)):04X}" for item in failed})
