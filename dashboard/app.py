@@ -25,6 +25,7 @@ USER_KEY = "user"
 TOKEN_KEY = data.TOKEN_KEY  # the sign-in token of this browser session (raw; the database has its hash)
 COOKIE_JS_KEY = "auth_cookie_js"  # a cookie script to send with the next full run
 VIEWS = Path(__file__).resolve().parent / "views"
+DEEP_LINK_KEY = "deep_link"  # the case a link asked for before sign-in (opened right after it)
 
 
 def sign_in_page() -> None:
@@ -132,6 +133,9 @@ def main() -> None:
     user = signed_in_user()
     send_cookie_script()
     if user is None:
+        wanted = st.query_params.get("study")
+        if isinstance(wanted, str) and wanted.isdigit():
+            st.session_state[DEEP_LINK_KEY] = wanted  # kept through the sign-in form, shown after it
         st.navigation([st.Page(sign_in_page, title="Sign in", url_path="signin")], position="hidden").run()
         return
     pages = [
@@ -142,6 +146,9 @@ def main() -> None:
     if user.is_admin:
         pages.append(st.Page(VIEWS / "users.py", title="Users", icon=":material/group:"))
     nav = st.navigation(pages, position="top")
+    wanted = st.session_state.pop(DEEP_LINK_KEY, None)
+    if wanted is not None:
+        st.switch_page(pages[1], query_params={"study": wanted})
     top_bar(user)
     nav.run()
 

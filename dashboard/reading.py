@@ -157,8 +157,18 @@ def leave_case(user: SignedIn, *, release: bool = True, keep: int | None = None)
     data.clear_worklist_cache()
 
 
-def sign(user: SignedIn, *, nodule: bool, embolism: bool, lung_rads: str | None, impression: str | None) -> float:
-    """Sign the open case's report and stop its timer; returns the active seconds recorded.
+def sign(
+    user: SignedIn,
+    *,
+    nodule: bool,
+    embolism: bool,
+    lung_rads: str | None,
+    impression: str | None,
+    override: tuple[list[str], str] | None = None,
+) -> float:
+    """Sign the open case's report and stop its timer; returns the active seconds recorded. ``override``
+    (the contradictions with the reader's verdicts and the reader's reason) is audited as
+    ``sign_contradiction`` next to the signature.
 
     Raises:
         db.queries.ReviewConflict: another reader took the study over, or it was signed meanwhile.
@@ -177,6 +187,14 @@ def sign(user: SignedIn, *, nodule: bool, embolism: bool, lung_rads: str | None,
             lung_rads=lung_rads,
             impression=impression or None,
         )
+        if override is not None:
+            queries.record_event(
+                session=s,
+                actor=user.username,
+                action="sign_contradiction",
+                study_id=case.study_id,
+                detail={"contradictions": override[0], "reason": override[1]},
+            )
     seconds = close_timing(case)
     case.signed = True
     data.clear_worklist_cache()

@@ -49,6 +49,7 @@ from db.review import (
     record_event,
     release_study,
     set_user_active,
+    set_user_password_hash,
     set_verdict,
     sign_report,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "revoke_auth_session",
     "scanner_profile_breakdown",
     "set_user_active",
+    "set_user_password_hash",
     "set_verdict",
     "sign_report",
     "store_analysis",

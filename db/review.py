@@ -346,6 +346,23 @@ def list_users(*, session: Session) -> list[User]:
     return list(session.exec(select(User).order_by(User.username)))
 
 
+def set_user_password_hash(*, session: Session, username: str, password_hash: str) -> bool:
+    """Replace an account's password hash and revoke its sign-in sessions (audited ``password_reset``);
+    False when there is no such account."""
+    from db.models import AuthSession
+
+    table = User.__table__
+    changed = session.execute(
+        sa.update(table).where(table.c.username == username).values(password_hash=password_hash)
+    ).rowcount
+    if changed:
+        auth = AuthSession.__table__
+        session.execute(sa.update(auth).where(auth.c.username == username).values(revoked=True))
+        record_event(session=session, actor=username, action="password_reset", commit=False)
+    session.commit()
+    return bool(changed)
+
+
 def set_user_active(*, session: Session, username: str, active: bool) -> bool:
     """Enable or disable an account (accounts are never deleted: their readings refer to them)."""
     table = User.__table__

@@ -86,6 +86,22 @@ def _nodule_findings(nod, volume: Volume, min_probability: float) -> list[Findin
     return findings
 
 
+def _add_anatomy(findings: list[Finding], volume: Volume, nod, pe_mask: np.ndarray | None) -> None:
+    """Zones of nodules (lung mask of the nodule model's grid) and PE level / side / region volume
+    (``inference.anatomy``)."""
+    from inference import anatomy
+
+    prep = getattr(nod, "prepared", None)
+    anatomy.annotate(
+        findings,
+        volume,
+        lung=None if prep is None else prep.lung,
+        lung_spacing=None if prep is None else tuple(prep.spacing),
+        model_points={c.label: c.center_model for c in nod.candidates},
+        pe_mask=pe_mask,
+    )
+
+
 def analyze(volume: Volume, *, engine=None, settings: Settings | None = None) -> Analysis:
     """Run every model on ``volume`` and assemble the case result.
 
@@ -142,6 +158,7 @@ def analyze(volume: Volume, *, engine=None, settings: Settings | None = None) ->
     if p_pe is not None and pe.heatmap is not None and pe.heatmap.any():
         heat = pe.heatmap if heat is None else np.maximum(heat, pe.heatmap)
     pe_mask = (pe.heatmap >= 0.5).astype(np.uint8) if p_pe is not None and pe.heatmap is not None else None
+    _add_anatomy(findings, volume, nod, pe_mask)
     result = CaseResult(
         study_uid=volume.study_uid,
         series_uid=volume.series_uid,
