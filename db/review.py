@@ -124,6 +124,46 @@ def claim_study(*, session: Session, study_id: int, reader: str, take_over: bool
     return ClaimResult(ok=False, study_id=study_id, holder=row.claimed_by, reason=reason)
 
 
+def touch_claim(*, session: Session, study_id: int, reader: str) -> bool:
+    """The holder is still at work: ``claimed_at`` becomes now, so the claim's age is its idle time (a claim
+    idle longer than ``Settings.claim_stale_minutes`` may be taken over). False if ``reader`` does not hold it."""
+    touched = session.execute(
+        sa.update(_STUDY)
+        .where(_STUDY.c.id == study_id, _STUDY.c.claimed_by == reader, _STUDY.c.status != _SIGNED)
+        .values(claimed_at=utcnow())
+    ).rowcount
+    session.commit()
+    return bool(touched)
+
+
+def save_reading_progress(*, session: Session, reading_session_id: int, active_seconds: float) -> bool:
+    """Store the active seconds so far of an open reading session (a reload resumes from them); False if
+    the session is closed."""
+    table = ReadingSession.__table__
+    saved = session.execute(
+        sa.update(table)
+        .where(table.c.id == reading_session_id, table.c.closed_at.is_(None))
+        .values(active_seconds=max(0.0, float(active_seconds)))
+    ).rowcount
+    session.commit()
+    return bool(saved)
+
+
+def unclosed_reading_session(*, session: Session, study_id: int, reader: str) -> ReadingSession | None:
+    """The reader's newest reading session on the study that was never closed (a reloaded or closed tab)."""
+    query = (
+        select(ReadingSession)
+        .where(
+            ReadingSession.study_id == study_id,
+            ReadingSession.reader == reader,
+            ReadingSession.closed_at.is_(None),  # type: ignore[union-attr]
+        )
+        .order_by(ReadingSession.opened_at.desc(), ReadingSession.id.desc())  # type: ignore[union-attr]
+        .limit(1)
+    )
+    return session.exec(query).first()
+
+
 def release_study(*, session: Session, study_id: int, reader: str) -> bool:
     """Give a claimed study back (only its holder can); ``in_review`` returns to ``ready``."""
     released = session.execute(

@@ -32,6 +32,7 @@ class ActivityClock:
     browser_s: float = 0.0
     reports: int = 0
     last_report: float | None = None
+    carried_s: float = 0.0  # seconds of an earlier page of the same reading session (resumed after a reload)
 
     def touch(self, now: float) -> float:
         """Record an interaction at ``now``; returns the active seconds so far."""
@@ -66,10 +67,10 @@ class ActivityClock:
         if self.reports:
             assert self.last_report is not None and self.started is not None
             tail = min(max(0.0, now - self.last_report), self.report_interval_s)
-            return min(self.browser_s + tail, max(0.0, now - self.started))
+            return self.carried_s + min(self.browser_s + tail, max(0.0, now - self.started))
         if self.last is None:
-            return 0.0
-        return self.active_s + min(max(0.0, now - self.last), self.idle_cap_s)
+            return self.carried_s
+        return self.carried_s + self.active_s + min(max(0.0, now - self.last), self.idle_cap_s)
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -90,7 +90,7 @@ def test_open_claims_and_audits_and_held_case_names_holder(seeded):
     at = app("reader1")
     at.run()
     at.button(key=f"open_{seeded['held']}").click().run()
-    assert "reader2 is reading this study" in texts(at)
+    assert "In review by reader2 since" in texts(at)
     at.button(key=f"open_{seeded['pe']}").click().run()
     assert not at.exception
     with _session() as s:
