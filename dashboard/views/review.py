@@ -9,6 +9,7 @@ findings and report on the right.
 
 from __future__ import annotations
 
+import html
 import time
 
 import streamlit as st
@@ -130,12 +131,13 @@ def go_to(finding, n: int) -> None:
 
 
 def kind_text(f) -> str:
+    """The finding's kind (and texture) as HTML text."""
     text = KIND_LABEL.get(f.kind, f.kind)
-    return f"{text}, {safe_md(f.texture)}" if f.texture and f.kind != "embolism" else text
+    return html.escape(f"{text}, {f.texture}" if f.texture and f.kind != "embolism" else text)
 
 
 def findings_panel(user, case: reading.OpenCase, findings: list) -> None:
-    """AI findings with go-to and confirm / reject (verdict clicks rerun only this fragment)."""
+    """AI findings with go-to and confirm / reject (a verdict reruns the page, so the report draft follows)."""
     reading.touch()
     with data.session() as s:
         verdicts = data.reader_verdicts(s, user.username, [f.id for f in findings])
@@ -147,8 +149,8 @@ def findings_panel(user, case: reading.OpenCase, findings: list) -> None:
         with st.container(key=f"finding_{f.id}", border=selected == n):
             c = st.columns([2.7, 0.8, 0.8, 0.8], vertical_alignment="center", gap="small")
             size = f"{f.diameter_mm:.0f} mm" if f.diameter_mm else ""
-            rads = f" · Lung-RADS {safe_md(f.lung_rads)}" if f.lung_rads and f.probability >= min_p else ""
-            loc = f" · {safe_md(f.location)}" if f.location else ""
+            rads = f" · Lung-RADS {html.escape(f.lung_rads)}" if f.lung_rads and f.probability >= min_p else ""
+            loc = f" · {html.escape(f.location)}" if f.location else ""
             c[0].html(f"<b>{n + 1}</b> {kind_text(f)} {score_html(f.probability)} {size}{loc}{rads}")
             if f.center_x_mm is not None and c[1].button("Go", key=f"goto_{f.id}", width="stretch"):
                 go_to(f, n)
@@ -177,7 +179,7 @@ def add_finding_form(user, case: reading.OpenCase, pending: volume_viewer.Click 
         st.markdown(f"**Add a missed finding** at voxel ({k}, {j}, {i}) · LPS ({x:.1f}, {y:.1f}, {z:.1f}) mm")
         c1, c2, c3, c4 = st.columns([1.1, 1, 2, 1], vertical_alignment="bottom")
         kind = c1.selectbox(
-            "Kind", ["nodule", "mass", "embolism"], key="add_kind", format_func=lambda v: KIND_LABEL.get(v, v)
+            "Kind", ["nodule", "embolism"], key="add_kind", format_func=lambda v: KIND_LABEL.get(v, v)
         )
         diameter = c2.number_input("Diameter (mm)", 0.0, 200.0, 0.0, 0.5, key="add_diam")
         note = c3.text_input("Note", key="add_note", max_chars=500)
@@ -360,7 +362,7 @@ def render() -> None:
                 reader_points=tuple(
                     (r.center_k, r.center_j, r.center_i) for r in reader_findings if r.center_k is not None
                 ),
-                height=700,
+                height=600,
             )
             if click is not None:
                 reading.touch()
@@ -371,7 +373,7 @@ def render() -> None:
                 "##### AI findings <small class='muted'>J/K next/prev · C confirm · X reject · ] next case</small>",
                 unsafe_allow_html=True,
             )
-            st.fragment(findings_panel)(user, case, ai_findings)
+            findings_panel(user, case, ai_findings)  # a verdict reruns the page: the report draft follows it
         elif assessed:
             st.info("AI results are hidden for this case (AI-hidden study arm). Read it as you would without AI.")
         if folder is not None:
