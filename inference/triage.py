@@ -100,17 +100,21 @@ def study_nodule_score(findings: list[Finding]) -> float:
 
 
 def _add_anatomy(findings: list[Finding], volume: Volume, nod, pe_mask: np.ndarray | None) -> None:
-    """Zones of nodules (lung mask of the nodule model's grid) and PE level / side / region volume
+    """Zones of nodules and masses (lung mask of the nodule model's grid) and PE level / side / region volume
     (``inference.anatomy``)."""
     from inference import anatomy
 
     prep = getattr(nod, "prepared", None)
+    points = {c.label: c.center_model for c in nod.candidates}
+    if prep is not None:  # masses: their centre on the model grid (same origin, the model's spacing)
+        scale = np.asarray(volume.spacing_mm, np.float64) / np.asarray(prep.spacing, np.float64)
+        points |= {f.label: tuple(np.asarray(f.center_voxel) * scale) for f in findings if f.kind == "mass"}
     anatomy.annotate(
         findings,
         volume,
         lung=None if prep is None else prep.lung,
         lung_spacing=None if prep is None else tuple(prep.spacing),
-        model_points={c.label: c.center_model for c in nod.candidates},
+        model_points=points,
         pe_mask=pe_mask,
     )
 
