@@ -116,7 +116,11 @@ def viewer_figures(page, study_id: int, n: int) -> tuple[float, float, np.ndarra
     t = time.perf_counter()
     page.locator(f".st-key-wl_row_{study_id}").get_by_role("button", name="Open").click()
     frame = page.frame_locator("iframe[title*='triage_volume_viewer']")
-    expect(frame.locator("body[data-ready='1']")).to_have_count(1, timeout=T)
+    try:
+        expect(frame.locator("body[data-ready='1']")).to_have_count(1, timeout=5 * T)
+    except AssertionError:
+        print("viewer not ready; its message:", frame.locator("#msg").inner_text(timeout=T))
+        raise
     first_s = time.perf_counter() - t
     first_ms = float(frame.locator("body").get_attribute("data-first-image-ms"))
     handle = next(f for f in page.frames if "triage_volume_viewer" in (f.url or ""))
@@ -172,6 +176,7 @@ def main() -> None:
         big_id = big_study(small, args.slices)
         with running_server(_env(small)) as (url, _):
             page = browser.new_page(viewport={"width": 1920, "height": 1080})
+            page.on("console", lambda m: print("browser:", m.text[:160]) if "niivue" in m.text.lower() else None)
             sign_in(page, url)
             first_s, first_ms, steps, presses = viewer_figures(page, big_id, args.changes)
         browser.close()
