@@ -55,7 +55,7 @@ def build(data_dir: Path, n_studies: int, n_sessions: int) -> dict:
 
 
 def _env(data_dir: Path) -> dict:
-    return {**os.environ, "TRIAGE_DATA_DIR": str(data_dir), "TRIAGE_DEMO_MODE": "1"}
+    return {**os.environ, "TRIAGE_DATA_DIR": str(data_dir), "TRIAGE_DEMO_MODE": "1", "TRIAGE_AI_HIDDEN_FRACTION": "0"}
 
 
 def sign_in(page, url: str) -> float:
@@ -117,7 +117,7 @@ def viewer_figures(page, study_id: int, n: int) -> tuple[float, float, np.ndarra
     page.locator(f".st-key-wl_row_{study_id}").get_by_role("button", name="Open").click()
     frame = page.frame_locator("iframe[title*='triage_volume_viewer']")
     try:
-        expect(frame.locator("body[data-ready='1']")).to_have_count(1, timeout=5 * T)
+        expect(frame.locator("body[data-ready='1']")).to_have_count(1, timeout=10 * T)
     except AssertionError:
         print("viewer not ready; its message:", frame.locator("#msg").inner_text(timeout=T))
         raise
