@@ -141,9 +141,7 @@ def main() -> None:
         # The app's page paths also lead to the sign-in form (not to a "page not found" dialog), so a link
         # to a case keeps its address through the sign-in.
         signin = [st.Page(sign_in_page, title="Sign in", url_path="signin", default=True)]
-        signin += [
-            st.Page(functools.partial(sign_in_page), title="Sign in", url_path=path) for path in LINKABLE_PATHS
-        ]
+        signin += [st.Page(functools.partial(sign_in_page), title="Sign in", url_path=path) for path in LINKABLE_PATHS]
         st.navigation(signin, position="hidden").run()
         return
     pages = [

@@ -178,9 +178,7 @@ def add_finding_form(user, case: reading.OpenCase, pending: volume_viewer.Click 
         x, y, z = pending.lps_mm
         st.markdown(f"**Add a missed finding** at voxel ({k}, {j}, {i}) · LPS ({x:.1f}, {y:.1f}, {z:.1f}) mm")
         c1, c2, c3, c4 = st.columns([1.1, 1, 2, 1], vertical_alignment="bottom")
-        kind = c1.selectbox(
-            "Kind", ["nodule", "embolism"], key="add_kind", format_func=lambda v: KIND_LABEL.get(v, v)
-        )
+        kind = c1.selectbox("Kind", ["nodule", "embolism"], key="add_kind", format_func=lambda v: KIND_LABEL.get(v, v))
         diameter = c2.number_input("Diameter (mm)", 0.0, 200.0, 0.0, 0.5, key="add_diam")
         note = c3.text_input("Note", key="add_note", max_chars=500)
         if c4.button("Add", key="add_submit", type="primary"):
