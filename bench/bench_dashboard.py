@@ -154,6 +154,7 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=100_000)
     ap.add_argument("--changes", type=int, default=60)
     ap.add_argument("--slices", type=int, default=300)
+    ap.add_argument("--size", type=int, default=512, help="rows and columns of the big study")
     ap.add_argument("--viewer-only", action="store_true", help="skip the worklist and analytics measures")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
@@ -173,7 +174,7 @@ def main() -> None:
                 worklist_s = sign_in(page, url)
                 analytics_s = analytics(page)
         build(small, 0, 0)  # slice speed does not depend on the database size
-        big_id = big_study(small, args.slices)
+        big_id = big_study(small, args.slices, args.size)
         with running_server(_env(small)) as (url, _):
             page = browser.new_page(viewport={"width": 1920, "height": 1080})
             page.on("console", lambda m: print("browser:", m.text[:160]) if "niivue" in m.text.lower() else None)
@@ -185,7 +186,7 @@ def main() -> None:
     if worklist_s is not None:
         name = f"worklist first render, {args.studies} studies"
         print(f"{name:<48}{worklist_s:>9.2f}s{2.0:>9.1f}s{2.0 / worklist_s:>7.2f}x")
-    name = f"first image, {args.slices}-slice study (open click)"
+    name = f"first image, {args.slices}x{args.size}x{args.size} study (open click)"
     print(f"{name:<48}{first_s:>9.2f}s{2.0:>9.1f}s{2.0 / first_s:>7.2f}x")
     name = "  of which in the viewer (load start to frame)"
     print(f"{name:<48}{first_ms / 1000:>9.2f}s")

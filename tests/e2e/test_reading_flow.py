@@ -63,7 +63,7 @@ def test_read_a_critical_case_end_to_end(page: Page, server: Server):
     page.locator(f".st-key-rejected_{findings[1].id} button").first.click()
     impression = page.locator(".st-key-rep_impression textarea")
     expect(impression).to_have_value(re.compile("Pulmonary embolism"), timeout=T)
-    page.screenshot(path=str(ARTIFACTS / "viewer.png"))
+    page.screenshot(path=str(ARTIFACTS / "viewer.png"), timeout=3 * T)
 
     page.locator(".st-key-rep_nodule").get_by_text("no", exact=True).click()
     page.locator(".st-key-rep_pe").get_by_text("no", exact=True).click()  # contradicts the confirmed PE
@@ -90,7 +90,7 @@ def test_read_a_critical_case_end_to_end(page: Page, server: Server):
     page.get_by_role("link", name="Analytics").click()
     expect(page.get_by_test_id("stMetric").first).to_contain_text("1", timeout=T)
     expect(page.get_by_test_id("stMetric").first).to_contain_text("Readings (cases)")
-    page.screenshot(path=str(ARTIFACTS / "analytics.png"))
+    page.screenshot(path=str(ARTIFACTS / "analytics.png"), timeout=3 * T)
 
 
 def test_deep_link_opens_its_case_after_sign_in(page: Page, server: Server):

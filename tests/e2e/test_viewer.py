@@ -122,7 +122,7 @@ def test_click_on_the_image_adds_a_missed_finding(viewer_page: Page, server: Ser
     assert marked and int(marked.group(1)) == k
     form.get_by_role("button", name="Add").click()
     expect(page.get_by_text("Finding added")).to_be_visible(timeout=T)
-    page.screenshot(path=str(ARTIFACTS / "viewer-1920.png"))
+    page.screenshot(path=str(ARTIFACTS / "viewer-1920.png"), timeout=T)
     with Session(create_db_engine(server.db_url()), expire_on_commit=False) as s:
         added = queries.list_reader_findings(session=s, study_id=server.ids["routine"])
     assert len(added) == 1 and added[0].center_k == k and added[0].reader == "reader1"
