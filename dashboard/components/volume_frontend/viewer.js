@@ -186,6 +186,8 @@ function toggleOutline() {
 }
 
 async function syncOverlays(specs) {
+  // Each NiiVue volume change re-renders every layer (slow in software WebGL on big studies): an overlay is
+  // created with its final opacity and added once; nothing is refreshed twice.
   const want = new Map(specs.map((s) => [s.id, s]));
   for (const [id, o] of state.overlays) {
     if (!want.has(id) || want.get(id).url !== o.spec.url) {
@@ -196,16 +198,15 @@ async function syncOverlays(specs) {
   for (const s of specs) {
     if (state.overlays.has(s.id)) continue;
     if (s.colormap_def && !nv.colormaps().includes(s.colormap)) nv.addColormap(s.colormap, s.colormap_def);
+    const on = s.visible !== false;
     const vol = await NV.NVImage.loadFromUrl({
-      url: s.url, name: s.name, colormap: s.colormap, opacity: s.opacity, cal_min: s.cal_min, cal_max: s.cal_max,
-      trustCalMinMax: true, colorbarVisible: !!s.colorbar,
+      url: s.url, name: s.name, colormap: s.colormap, opacity: on ? s.opacity : 0, cal_min: s.cal_min,
+      cal_max: s.cal_max, trustCalMinMax: true, colorbarVisible: on && !!s.colorbar,
     });
     vol.cal_min = s.cal_min; vol.cal_max = s.cal_max;
+    state.overlays.set(s.id, { vol: vol, spec: s, on: on });
     nv.addVolume(vol);
-    state.overlays.set(s.id, { vol: vol, spec: s, on: true });
-    overlayVisible(s.id, s.visible !== false);
   }
-  nv.updateGLVolume();
   legend();
 }
 
@@ -222,8 +223,7 @@ async function loadStudy(args) {
   await nv.loadVolumes([{ url: c.url, name: c.name, colormap: "gray", trustCalMinMax: true,
     cal_min: c.level - c.width / 2, cal_max: c.level + c.width / 2, colorbarVisible: false }]);
   state.ct = nv.volumes[0];
-  state.ct.colorbarVisible = false;
-  setWindow(c.level, c.width);
+  state.ct.colorbarVisible = false;  // (the window came with the load: no second refresh)
   nv.setSliceType(NV.SLICE_TYPE.MULTIPLANAR);
   nv.drawScene();
   nv.gl.finish();
