@@ -91,6 +91,17 @@ def add_user(*, session: Session, username: str, password: str, role: str = "rad
     return SignedIn(user.username, user.role)
 
 
+def set_password(*, session: Session, username: str, password: str) -> bool:
+    """Give an account a new password (hashed) and end its sign-in sessions; False if there is no such account.
+
+    Raises:
+        ValueError: the password is too short.
+    """
+    return queries.set_user_password_hash(
+        session=session, username=username.strip(), password_hash=hash_password(password)
+    )
+
+
 def authenticate(*, session: Session, username: str, password: str) -> SignedIn | None:
     """The account if ``username`` exists, is active and ``password`` matches; else None.
 

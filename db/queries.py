@@ -48,9 +48,13 @@ from db.review import (
     open_reading_session,
     record_event,
     release_study,
+    save_reading_progress,
     set_user_active,
+    set_user_password_hash,
     set_verdict,
     sign_report,
+    touch_claim,
+    unclosed_reading_session,
 )
 from db.worklist import WorklistItem, count_worklist, worklist, worklist_counts
 
@@ -92,7 +96,11 @@ __all__ = [
     "release_study",
     "revoke_auth_session",
     "scanner_profile_breakdown",
+    "save_reading_progress",
     "set_user_active",
+    "set_user_password_hash",
+    "touch_claim",
+    "unclosed_reading_session",
     "set_verdict",
     "sign_report",
     "store_analysis",

@@ -77,9 +77,11 @@ def analytics_version(*, session: Session) -> tuple[str, ...]:
 
 
 def score_outcomes(*, session: Session) -> list[dict[str, Any]]:
-    """Per signed study: AI scores and the signed truth (for calibration), plus the scanner profile."""
+    """Per signed study: AI scores, the operating points stored with its analysis (the ones that flagged it),
+    the signed truth (for calibration and performance), plus the scanner profile."""
     query = sa.select(
-        _S.c.nodule_score, _S.c.embolism_score, _REP.c.nodule, _REP.c.embolism, _S.c.scanner_profile
+        _S.c.nodule_score, _S.c.embolism_score, _S.c.nodule_threshold, _S.c.embolism_threshold,
+        _REP.c.nodule, _REP.c.embolism, _S.c.scanner_profile,
     ).select_from(_S.join(_REP, _REP.c.study_id == _S.c.id))
     result = session.execute(query)
     keys = list(result.keys())

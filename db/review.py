@@ -124,6 +124,46 @@ def claim_study(*, session: Session, study_id: int, reader: str, take_over: bool
     return ClaimResult(ok=False, study_id=study_id, holder=row.claimed_by, reason=reason)
 
 
+def touch_claim(*, session: Session, study_id: int, reader: str) -> bool:
+    """The holder is still at work: ``claimed_at`` becomes now, so the claim's age is its idle time (a claim
+    idle longer than ``Settings.claim_stale_minutes`` may be taken over). False if ``reader`` does not hold it."""
+    touched = session.connection().execute(
+        sa.update(_STUDY)
+        .where(_STUDY.c.id == study_id, _STUDY.c.claimed_by == reader, _STUDY.c.status != _SIGNED)
+        .values(claimed_at=utcnow())
+    ).rowcount
+    session.commit()
+    return bool(touched)
+
+
+def save_reading_progress(*, session: Session, reading_session_id: int, active_seconds: float) -> bool:
+    """Store the active seconds so far of an open reading session (a reload resumes from them); False if
+    the session is closed."""
+    table = table_of(ReadingSession)
+    saved = session.connection().execute(
+        sa.update(table)
+        .where(table.c.id == reading_session_id, table.c.closed_at.is_(None))
+        .values(active_seconds=max(0.0, float(active_seconds)))
+    ).rowcount
+    session.commit()
+    return bool(saved)
+
+
+def unclosed_reading_session(*, session: Session, study_id: int, reader: str) -> ReadingSession | None:
+    """The reader's newest reading session on the study that was never closed (a reloaded or closed tab)."""
+    query = (
+        select(ReadingSession)
+        .where(
+            ReadingSession.study_id == study_id,
+            ReadingSession.reader == reader,
+            ReadingSession.closed_at.is_(None),  # type: ignore[union-attr]
+        )
+        .order_by(col(ReadingSession.opened_at).desc(), col(ReadingSession.id).desc())
+        .limit(1)
+    )
+    return session.exec(query).first()
+
+
 def release_study(*, session: Session, study_id: int, reader: str) -> bool:
     """Give a claimed study back (only its holder can); ``in_review`` returns to ``ready``."""
     released = session.connection().execute(
@@ -344,6 +384,23 @@ def get_user(*, session: Session, username: str) -> User | None:
 def list_users(*, session: Session) -> list[User]:
     """Every account, by username."""
     return list(session.exec(select(User).order_by(User.username)))
+
+
+def set_user_password_hash(*, session: Session, username: str, password_hash: str) -> bool:
+    """Replace an account's password hash and revoke its sign-in sessions (audited ``password_reset``);
+    False when there is no such account."""
+    from db.models import AuthSession
+
+    table = table_of(User)
+    changed = session.connection().execute(
+        sa.update(table).where(table.c.username == username).values(password_hash=password_hash)
+    ).rowcount
+    if changed:
+        auth = table_of(AuthSession)
+        session.execute(sa.update(auth).where(auth.c.username == username).values(revoked=True))
+        record_event(session=session, actor=username, action="password_reset", commit=False)
+    session.commit()
+    return bool(changed)
 
 
 def set_user_active(*, session: Session, username: str, active: bool) -> bool:

@@ -139,7 +139,8 @@ class Settings(BaseSettings):
     # dashboard
     dashboard_refresh_s: float = 15.0  # worklist auto-refresh period
     reading_idle_cap_s: float = 90.0  # longest gap between interactions that still counts as reading
-    claim_stale_minutes: float = 30.0  # a claim older than this may be taken over by another reader
+    claim_stale_minutes: float = 30.0  # a claim idle this long (no activity in its case) may be taken over
+    lung_rads_min_probability: float = 0.5  # a finding's suggested Lung-RADS is shown only from this probability
     session_hours: float = Field(default=12.0, gt=0)  # a sign-in survives browser reloads this long
 
     @field_validator("pe_critical_threshold", mode="after")

@@ -148,25 +148,73 @@ def build_demo(settings: Settings, *, size: str = "medium", timeout_s: float = 1
         sim = simulate_reading_history(session=session, rng=np.random.default_rng(7))
     info = {"user": DEMO_USER, "cases": [r["label"] for r in rows], "status_counts": counts, "simulated": sim}
     marker.write_text(json.dumps(info, indent=2, default=str))
-    print(f"\nDemo account: user '{DEMO_USER}', password '{password}' (shown once; stored only as an Argon2 hash)\n")
-    return info
+    return info | {"password": password}  # in memory only: shown once at the end of `triage demo`
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     settings = demo_settings()
     _progress(f"data directory {settings.data_dir}")
     try:
-        build_demo(settings, size=args.size)
+        info = build_demo(settings, size=args.size)
     except ModuleNotFoundError as exc:
         print(f"error: the demo needs {exc.name}; run `make demo` (it installs everything)", file=sys.stderr)
         return 2
     if args.no_serve:
+        print(closing_lines(settings, None, info.get("password")))
         return 0
     from dashboard.cli import serve
 
     env = {**os.environ, "TRIAGE_DATA_DIR": str(settings.data_dir), "TRIAGE_DEMO_MODE": "1"}
-    print(f"Dashboard: http://localhost:{args.port}  (Ctrl-C to stop; research software, not a medical device)")
-    return int(serve(args.port, env=env, block=True))
+    log_path = settings.data_dir / "dashboard.log"
+    with open(log_path, "a") as log:  # the server's own lines go there, so the instructions end the output
+        proc = serve(args.port, env=env, block=False, output=log)
+        if not wait_for_health(args.port, timeout_s=60):
+            print(f"error: the dashboard did not start; see {log_path}", file=sys.stderr)
+            proc.terminate()
+            return 1
+        print(closing_lines(settings, args.port, info.get("password")), flush=True)
+        try:
+            return int(proc.wait())
+        except KeyboardInterrupt:
+            proc.terminate()
+            return int(proc.wait(timeout=10))
+
+
+def wait_for_health(port: int, *, timeout_s: float) -> bool:
+    """Poll the dashboard's health endpoint until it answers (True) or ``timeout_s`` passes (False)."""
+    import urllib.request
+
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def closing_lines(settings: Settings, port: int | None, password: str | None) -> str:
+    """What ``triage demo`` prints last: the URL, the account, how to reset its password and to stop."""
+    data_dir = settings.data_dir
+    secret = (
+        f"password {password}  (shown this once; stored only as an Argon2 hash)"
+        if password
+        else "password: the one printed when this demo was first built"
+    )
+    lines = ["", "=" * 72, "Chest CT triage demo (research software, not a medical device)"]
+    if port is not None:
+        lines.append(f"  Dashboard:  http://localhost:{port}")
+    lines += [
+        f"  Account:    {DEMO_USER}, {secret}",
+        f"  New password: TRIAGE_DATA_DIR={data_dir} .venv/bin/triage user passwd {DEMO_USER} --generate",
+        f"  Data:       {data_dir}  (delete it to rebuild the demo from scratch)",
+    ]
+    if port is not None:
+        lines += [f"  Server log: {data_dir / 'dashboard.log'}", "  Stop:       Ctrl-C in this terminal"]
+    lines.append("=" * 72)
+    return "\n".join(lines)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -138,6 +138,26 @@ def study_nodule_score(findings: list[Finding]) -> float:
     return max((float(f.probability) for f in findings if actionable(f)), default=0.0)
 
 
+def _add_anatomy(findings: list[Finding], volume: Volume, nod, pe_mask: np.ndarray | None) -> None:
+    """Zones of nodules and masses (lung mask of the nodule model's grid) and PE level / side / region volume
+    (``inference.anatomy``)."""
+    from inference import anatomy
+
+    prep = getattr(nod, "prepared", None)
+    points = {c.label: c.center_model for c in nod.candidates}
+    if prep is not None:  # masses: their centre on the model grid (same origin, the model's spacing)
+        scale = np.asarray(volume.spacing_mm, np.float64) / np.asarray(prep.spacing, np.float64)
+        points |= {f.label: tuple(np.asarray(f.center_voxel) * scale) for f in findings if f.kind == "mass"}
+    anatomy.annotate(
+        findings,
+        volume,
+        lung=None if prep is None else prep.lung,
+        lung_spacing=None if prep is None else tuple(prep.spacing),
+        model_points=points,
+        pe_mask=pe_mask,
+    )
+
+
 def detect_nodules_stage(volume: Volume, engine, settings: Settings) -> DetectorOutput:
     """Nodules: segmentation + calibrated candidate classifier (``inference.models.nodule``)."""
     from inference.models.nodule import detect_nodules
@@ -156,6 +176,7 @@ def detect_nodules_stage(volume: Volume, engine, settings: Settings) -> Detector
                 advice="Review the whole scan: the list shows the most probable candidates only.",
             )
         )
+    _add_anatomy(findings, volume, nod, None)
     heat = nod.heatmap.astype(np.float32) / 255.0 if nod.heatmap is not None else None
     return DetectorOutput(
         findings=findings,
@@ -213,6 +234,10 @@ def detect_embolism_stage(volume: Volume, engine, settings: Settings) -> Detecto
         out.masks["pe_mask"] = (pe.heatmap >= 0.5).astype(np.uint8)
         if pe.heatmap.any():
             out.heatmap = pe.heatmap
+    if out.findings:
+        from inference import anatomy
+
+        anatomy.annotate(out.findings, volume, pe_mask=out.masks.get("pe_mask"))
     return out
 
 
