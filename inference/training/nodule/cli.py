@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 
 from inference.training.nodule.config import NoduleConfig
 
 DEFAULT_MODELS = Path(__file__).resolve().parents[3] / "assets" / "models"
+
+
+def command_line() -> str:
+    """The command as typed (recorded in the model cards)."""
+    return "triage " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def _config(args: argparse.Namespace) -> NoduleConfig:
@@ -43,7 +50,7 @@ def _train(argv: list[str]) -> int:
         print("--quick: skipping stage vit (run it with --stage vit)")
         stages.remove("vit")
     minutes = {k: float(v) for k, v in (m.split("=", 1) for m in args.minutes)}
-    out = api.train(cfg, stages, minutes=minutes, command=api.command_line(), resume=args.resume)
+    out = api.train(cfg, stages, minutes=minutes, command=command_line(), resume=args.resume)
     print(json.dumps(out, indent=2))
     return 0
 
@@ -61,13 +68,13 @@ def _export(argv: list[str]) -> int:
     work = Path(cfg.work_dir)
     which = [w for w in args.which.split(",") if (work / ("cls.pt" if w == "cls" else f"seg_{w}.pt")).exists()]
     out = Path(args.out) if args.out else (Path(cfg.work_dir) / "models" if args.quick else DEFAULT_MODELS)
-    res = api.export_all(Path(cfg.work_dir), out, which=which, command=api.command_line())
+    res = api.export_all(Path(cfg.work_dir), out, which=which, command=command_line())
     print(json.dumps(res, indent=2))
     return 0
 
 
 def _evaluate(argv: list[str]) -> int:
-    from inference.training.nodule import evaluate
+    from inference.training.nodule import report
 
     p = argparse.ArgumentParser(prog="triage evaluate nodule",
                                 description="Evaluate the exported nodule models through the ONNX serving path "
@@ -92,7 +99,7 @@ def _evaluate(argv: list[str]) -> int:
     p.add_argument("--merge", nargs="+", metavar="JSON",
                    help="compute nothing: merge results saved with --save (e.g. splits run in parallel) into the cards")
     args = p.parse_args(argv)
-    res = evaluate.run(args)
+    res = report.run(args, command_line())
     print(json.dumps(res, indent=2, default=float))
     return 0
 
