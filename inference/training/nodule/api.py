@@ -130,6 +130,19 @@ def _export_one(work: Path, out_dir: Path, kind: str, summary: dict, rng: np.ran
                 "seconds": tr.get("seconds"),
                 "loss_first10": tr.get("loss_first10"), "loss_last10": tr.get("loss_last10"),
                 "config": ck["config"]}
+    if is_cls and (cfg.cls_mine_backgrounds or cfg.cls_init):
+        from inference.training.nodule.real import TRAIN_CASES, VALIDATION_CASES
+
+        training["data"] = (
+            (f"fine-tuned from {cfg.cls_init} (its card: the v3 data) on " if cfg.cls_init else "")
+            + f"candidates mined through the serving path (detect_nodules, served nodule_seg): "
+            f"{cfg.cls_mine_studies} synthetic training studies (seeds {10000 + cfg.n_train_studies}+), "
+            f"{cfg.cls_mine_real} CTA-crop insertions, and each real training scan ({', '.join(TRAIN_CASES)}) "
+            f"as it is + {cfg.cls_mine_backgrounds} runs with 2 inserted synthetic nodules (free / vessel-attached "
+            f"/ pleural); real-scan negatives weighted x{cfg.cls_real_neg_weight:g}"
+            + ("" if cfg.cls_from_patches else "; no seg-patch samples"))
+        training["real_cases_seen"] = list(TRAIN_CASES)
+        training["real_cases_never_seen"] = list(VALIDATION_CASES)
     if tr.get("resumed_from"):  # a --resume run: the earlier run's summary (its iterations add up)
         training["resumed_from"] = tr["resumed_from"]
     if tr.get("samples"):

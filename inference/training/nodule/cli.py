@@ -83,7 +83,8 @@ def _evaluate(argv: list[str]) -> int:
     p.add_argument("--model-dir", default=str(DEFAULT_MODELS))
     p.add_argument("--seg", default="nodule_seg", help="segmentation model to evaluate")
     p.add_argument("--calibrate", action="store_true",
-                   help="first fit Platt scaling of the classifier on the validation split (seeds 20000+)")
+                   help="first fit the classifier's calibration and report threshold on validation data only "
+                        "(synthetic split seeds 20000+, real scan lung2): see calibration.py")
     p.add_argument("--splits", default="test,unseen,lidc-inserted,lidc-real",
                    help="comma list of val,test,unseen,lidc-inserted,lidc-real")
     p.add_argument("--n-val", type=int, default=16)
@@ -95,6 +96,14 @@ def _evaluate(argv: list[str]) -> int:
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     p.add_argument("--variants", type=int, default=0, metavar="N",
                    help="also compare fp32 / student / INT8 / fp16 / ViT seg variants on the first N test studies")
+    p.add_argument("--cache", help="folder for the validation candidate sets of --calibrate (re-used when present)")
+    p.add_argument("--features", choices=("auto", "yes", "no"), default="auto",
+                   help="calibration with the Hessian features: chosen on validation (auto), forced, or off")
+    p.add_argument("--real", action="store_true",
+                   help="the real-CT table: LIDC-IDRI-0001..0003, lung1, lung2 (../shared/data), at the report "
+                        "threshold")
+    p.add_argument("--real-json", help="write the real-CT table as JSON here")
+    p.add_argument("--real-md", help="write the real-CT table as Markdown here")
     p.add_argument("--save", help="also write the results to this JSON file")
     p.add_argument("--merge", nargs="+", metavar="JSON",
                    help="compute nothing: merge results saved with --save (e.g. splits run in parallel) into the cards")

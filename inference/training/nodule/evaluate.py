@@ -1,25 +1,22 @@
 """``triage evaluate nodule``: held-out evaluation THROUGH THE SERVING PATH (``inference.models.nodule``, ONNX
 Runtime), so the card's numbers are the numbers of the served models. numpy only (no torch).
 
-Splits (none used in training): ``val`` (seeds 20000+, calibration only), ``test`` (seeds 30000+, training
-profiles), ``unseen`` (seeds 40000+, the held-out scanner profile), ``lidc-inserted`` (nodules inserted into
-the real LIDC stacks, backgrounds never seen in training), ``lidc-real`` (the readers' nodules).
+Splits (none used in training): ``val`` (seeds 20000+, calibration only: ``calibration.py``), ``test``
+(seeds 30000+, training profiles), ``unseen`` (seeds 40000+, the held-out scanner profile), ``lidc-inserted``
+(nodules inserted into the real LIDC stacks), ``lidc-real`` (the readers' nodules).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
 from inference.engine import Engine
-from inference.models.nodule import CLS_MODEL, detect_nodules, seg_logit
+from inference.models.nodule import CLS_MODEL, detect_nodules
 from inference.models.nodule_prep import extract_patch, resample
 from inference.training.nodule import metrics as M
-from inference.training.nodule.config import SEEDS
-from inference.training.nodule.data import SHARED, Case, eval_cases, gt_lesions
+from inference.training.nodule.data import SHARED, Case, gt_lesions
 from inference.training.nodule.lidc import LIDC
 
 SIZE_BINS = ((0, 6), (6, 10), (10, 20), (20, 1e9))
@@ -140,42 +137,3 @@ def lidc_real(engine: Engine, seg: str) -> dict:
                 "other_candidates": len(r.candidates) - len(mine),
             }
     return out
-
-
-def calibrate(engine: Engine, seg: str, n: int, card_path: Path, *, write: bool = True) -> dict:
-    """Fit Platt scaling of the classifier logit on the validation split's candidates (serving path)."""
-    card = json.loads(card_path.read_text())
-    old = card.get("calibration", {})
-    card["calibration"] = {"method": "none", "params": {}}
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
-    engine.cards[CLS_MODEL] = type(engine.cards[CLS_MODEL]).load(card_path)
-    engine._models.pop(CLS_MODEL, None)
-    raw = evaluate_cases(eval_cases("val", n), engine, seg)
-    z = np.array([np.log(x["raw"] / max(1 - x["raw"], 1e-12)) for x in raw["cand"]])
-    zs = seg_logit(np.array([x["seg"] for x in raw["cand"]]))
-    y = np.array([x["hit"] >= 0 for x in raw["cand"]], float)
-    a, b = M.fit_platt(z, y)
-    w, b2 = M.fit_logistic(np.stack([z, zs], 1), y)
-    p_platt = 1 / (1 + np.exp(-(a * z + b)))
-    p_cal = 1 / (1 + np.exp(-(w[0] * z + w[1] * zs + b2)))
-    cal = {"method": "logistic", "params": {"w_cls": float(w[0]), "w_seg": float(w[1]), "b": b2},
-           "ece_before": M.ece(1 / (1 + np.exp(-z)), y), "ece_after": M.ece(p_cal, y),
-           "platt_only": {"a": a, "b": b, "ece": M.ece(p_platt, y), "auc": M.auc(p_platt, y)},
-           "auc_validation": M.auc(p_cal, y),
-           "data": f"validation split: {n} synthetic studies (seeds {SEEDS['val']}+), {len(y)} candidates "
-                   f"({int(y.sum())} true) from the served seg model {seg}; logistic regression on the classifier "
-                   "logit and the logit of the candidate's peak segmentation probability; ECE with 10 "
-                   "equal-width bins, in-sample (the test-split ECE is in metrics)"}
-    # operating point: report candidates down to the calibrated probability that gives 1 FP per scan on val
-    thr, kept = M.threshold_at_fp(p_cal, y > 0, raw["n_scans"])
-    report = round(thr, 4) if thr is not None else 0.5
-    share = float(y[np.argsort(-p_cal)][:kept].sum() / max(y.sum(), 1)) if kept else None
-    cal["report_threshold"] = {"value": report, "rule": "calibrated probability at 1 false positive per scan on "
-                               "the validation split", "true_candidate_share_validation": share}
-    if write:
-        card["calibration"] = cal
-        card.setdefault("thresholds", {})["report"] = report
-    else:
-        card["calibration"] = old
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
-    return cal

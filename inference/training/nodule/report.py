@@ -1,4 +1,4 @@
-"""``triage evaluate nodule``: runs the evaluations (``evaluate``: synthetic and LIDC splits, calibration;
+"""``triage evaluate nodule``: runs the evaluations (``evaluate``: synthetic and LIDC splits; ``calibration``;
 ``variants``: seg variants; ``realtable``: the real-CT table) and writes their numbers into the model cards.
 numpy / ONNX Runtime only, except for writing the cards (``export.update_card``).
 """
@@ -13,8 +13,11 @@ from pathlib import Path
 from inference.engine import Engine
 from inference.models.nodule import CLS_MODEL
 from inference.training.nodule import evaluate as E
+from inference.training.nodule.calibration import calibrate
 from inference.training.nodule.config import HELD_OUT_PROFILE
 from inference.training.nodule.data import eval_cases
+from inference.training.nodule.realtable import real_table
+from inference.training.nodule.realtable import write as write_table
 from inference.training.nodule.variants import compare
 
 
@@ -37,7 +40,8 @@ def run(args: argparse.Namespace, command: str) -> dict:
     if args.calibrate:
         n_val = 2 if args.quick else args.n_val
         card = model_dir / f"{CLS_MODEL}.json"
-        res["calibration"] = E.calibrate(engine, args.seg, n_val, card, write=not args.no_write)
+        res["calibration"] = calibrate(engine, args.seg, n_val, card, write=not args.no_write,
+                                       cache=Path(args.cache) if args.cache else None, features=args.features)
         engine = Engine(model_dir, ["CPUExecutionProvider"], threads=args.threads)
     sizes = {"val": args.n_val, "test": args.n_test, "unseen": args.n_unseen, "lidc-inserted": args.n_inserted}
     for split in [s for s in args.splits.split(",") if s]:
@@ -48,6 +52,10 @@ def run(args: argparse.Namespace, command: str) -> dict:
             n = 2 if args.quick else sizes[split]
             res[split] = E.summarise(E.evaluate_cases(eval_cases(split, n), engine, args.seg))
         res[split]["seconds"] = round(time.time() - t0, 1)
+    if args.real:
+        res["real_ct"] = real_table(engine, seg=args.seg)
+        write_table(res["real_ct"], Path(args.real_json) if args.real_json else None,
+                    Path(args.real_md) if args.real_md else None, cmd)
     if getattr(args, "variants", 0):
         res["variants"] = compare(model_dir, 2 if args.quick else args.variants, args.threads)
     if "test" in res and "unseen" in res:
@@ -66,7 +74,12 @@ def run(args: argparse.Namespace, command: str) -> dict:
             p = model_dir / f"{name}.json"
             if p.exists():
                 d = json.loads(p.read_text()).get("metrics", {})
-                d[f"evaluation_{args.seg}"] = {**meta, **{k: v for k, v in res.items() if k != "calibration"}}
+                split_res = {k: v for k, v in res.items() if k not in ("calibration", "real_ct")}
+                if split_res:  # the block of one evaluation run: replaced as a whole, never mixed
+                    d[f"evaluation_{args.seg}"] = {**meta, **split_res}
+                if "real_ct" in res:
+                    d[f"real_ct_{args.seg}"] = {**meta, "synthetic": "REAL scans (not synthetic); see roles",
+                                                **res["real_ct"]}
                 update_card(p, metrics=d)
         if "variants" in res and args.seg == "nodule_seg":
             compression, default = compression_section(model_dir, res["variants"], cmd)
