@@ -44,22 +44,11 @@ class RealCase:
     exclude_mm: list[np.ndarray] = field(default_factory=list)
 
 
-def load_nrrd(path: Path | str) -> tuple[Volume, np.ndarray]:
-    """A NRRD CT (arrays x, y, z; ``space directions`` / ``space origin`` in LPS) as a ``Volume`` + its array."""
-    import nrrd
+def load_nrrd(image: Path | str, label: Path | str | None = None) -> tuple[Volume, np.ndarray | None]:
+    """A pyradiomics NRRD scan as a ``Volume`` (+ its label as a bool (k, j, i) mask): ``realdata.read_nrrd_volume``."""
+    from inference.training.realdata import read_nrrd_volume
 
-    arr, hdr = nrrd.read(str(path))
-    space = str(hdr.get("space", "left-posterior-superior")).lower()
-    if space not in ("left-posterior-superior", "lps"):
-        raise ValueError(f"{path}: space {space!r} is not LPS")
-    dirs = np.asarray(hdr["space directions"], float)  # row a = LPS step of array axis a (x, y, z)
-    spacing = np.linalg.norm(dirs, axis=1)
-    direction = (dirs / spacing[:, None]).T  # columns: i, j, k unit vectors
-    hu = np.ascontiguousarray(np.transpose(arr, (2, 1, 0)))
-    vol = Volume(hu=np.clip(hu, -1024, 3071).astype(np.int16), spacing_mm=tuple(spacing[::-1]),
-                 origin_mm=tuple(np.asarray(hdr["space origin"], float)), direction=direction,
-                 meta={"slice_thickness": float(spacing[2]), "source": Path(path).name})
-    return vol, hu
+    return read_nrrd_volume(Path(image), Path(label) if label is not None else None)
 
 
 def lesion_record(mask: np.ndarray, volume: Volume, **extra) -> dict:
@@ -72,9 +61,8 @@ def lesion_record(mask: np.ndarray, volume: Volume, **extra) -> dict:
 
 def _nrrd_case(name: str) -> RealCase:
     d = SHARED / "pyradiomics-lung"
-    vol, _ = load_nrrd(d / f"{name}_image.nrrd")
-    _, lab = load_nrrd(d / f"{name}_label.nrrd")
-    comps, n = ndi.label(lab > 0)
+    vol, lab = load_nrrd(d / f"{name}_image.nrrd", d / f"{name}_label.nrrd")
+    comps, n = ndi.label(lab)
     les = [lesion_record(comps == i, vol, kind="nodule" if name == "lung1" else "mass", source="pyradiomics label")
            for i in range(1, n + 1) if (comps == i).sum() * np.prod(vol.spacing_mm) > 20.0]
     return RealCase(name, NRRD[name], vol, les)

@@ -31,8 +31,8 @@ def _hemithorax_without_lesion(shared: Path, name: str) -> tuple[Volume, np.ndar
     pytest.importorskip("nrrd", reason="pynrrd (dev extra) reads the real NRRD scans")
     from inference.training.nodule.real import load_nrrd
 
-    vol, _ = load_nrrd(shared / "pyradiomics-lung" / f"{name}_image.nrrd")
-    _, lab = load_nrrd(shared / "pyradiomics-lung" / f"{name}_label.nrrd")
+    vol, lab = load_nrrd(shared / "pyradiomics-lung" / f"{name}_image.nrrd",
+                         shared / "pyradiomics-lung" / f"{name}_label.nrrd")
     mid = vol.shape[2] // 2
     lesion_i = np.argwhere(lab > 0)[:, 2]
     sl = (slice(None), slice(None), slice(mid, None) if lesion_i.max() < mid else slice(0, mid))
