@@ -97,8 +97,8 @@ def _evaluate(argv: list[str]) -> int:
     p.add_argument("--variants", type=int, default=0, metavar="N",
                    help="also compare fp32 / student / INT8 / fp16 / ViT seg variants on the first N test studies")
     p.add_argument("--cache", help="folder for the validation candidate sets of --calibrate (re-used when present)")
-    p.add_argument("--features", choices=("auto", "yes", "no"), default="auto",
-                   help="calibration with the Hessian features: chosen on validation (auto), forced, or off")
+    p.add_argument("--features", choices=("auto", "none", "blob", "blob+tube", "all"), default="auto",
+                   help="Hessian features in the calibration: chosen on validation (auto) or this set")
     p.add_argument("--real", action="store_true",
                    help="the real-CT table: LIDC-IDRI-0001..0003, lung1, lung2 (../shared/data), at the report "
                         "threshold")

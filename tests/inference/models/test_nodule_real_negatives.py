@@ -47,7 +47,7 @@ def _report(engine: Engine) -> float:
 @pytest.mark.parametrize("name", ["lung1", "lung2"])
 def test_lesion_free_real_hemithorax_is_not_reported(engine, shared_data, name):
     """Test that the half of a real full-thorax CT without its labelled lesion (lung vessels, hilum, airways,
-    chest wall) yields no nodule candidate at or above the report threshold (lung1 is a mining background of
+    chest wall) yields no nodule candidate at or above the report threshold and no mass (lung1 is a mining background of
     the classifier, lung2 is held out from training)."""
     vol, _ = _hemithorax_without_lesion(shared_data, name)
     r = detect_nodules(vol, engine, maps=False)
@@ -55,6 +55,7 @@ def test_lesion_free_real_hemithorax_is_not_reported(engine, shared_data, name):
     assert lung_ml > 300  # a real lung was analysed
     reported = [(round(c.probability, 3), c.diameter_mm) for c in r.candidates if c.probability >= _report(engine)]
     assert reported == [], f"vessels reported as nodules: {reported}"
+    assert r.masses == []
 
 
 def test_real_cta_crop_is_not_reported(engine, shared_data):
@@ -65,3 +66,4 @@ def test_real_cta_crop_is_not_reported(engine, shared_data):
     vol, _ = load_nifti(shared_data / "real-cta-crop" / "aorta_report_ct_cropped.nii.gz")
     r = detect_nodules(vol, engine, maps=False)
     assert max((c.probability for c in r.candidates), default=0.0) < _report(engine)
+    assert r.masses == []
