@@ -98,7 +98,7 @@ def authenticate(*, session: Session, username: str, password: str) -> SignedIn 
     """
     user = queries.get_user(session=session, username=username.strip())
     ok = verify_password(user.password_hash if user else _DUMMY_HASH, password) and bool(user and user.active)
-    if not ok:
+    if not ok or user is None:
         queries.record_event(
             session=session, actor="anonymous", action="sign_in_failed", detail={"username": username.strip()[:64]}
         )

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal, overload
 
 APP = Path(__file__).resolve().parent / "app.py"
 #: Theme of the reading room (dark, low glare); passed on the command line so no config file is needed.
@@ -48,6 +48,24 @@ def streamlit_command(port: int, host: str = "127.0.0.1") -> list[str]:
     ]  # fmt: skip
 
 
+@overload
+def serve(
+    port: int,
+    host: str = ...,
+    *,
+    block: Literal[True] = ...,
+    env: Mapping[str, str] | None = ...,
+    output: IO[str] | None = ...,
+) -> int: ...
+@overload
+def serve(
+    port: int,
+    host: str = ...,
+    *,
+    block: Literal[False],
+    env: Mapping[str, str] | None = ...,
+    output: IO[str] | None = ...,
+) -> subprocess.Popen: ...
 def serve(
     port: int,
     host: str = "127.0.0.1",

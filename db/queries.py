@@ -2,7 +2,7 @@
 
 All take a keyword-only ``session`` (``sqlmodel.Session``); pages never write SQL. The code lives in
 ``ingest.py`` (pipeline writes), ``review.py`` (reading room), ``auth.py`` (sign-in sessions),
-``worklist.py`` and ``analytics.py``.
+``worklist.py`` and ``analytics.py``; the dashboard's remaining reads are in ``reads.py``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from db.ingest import (
     get_findings,
     get_series,
     get_study,
+    latest_run,
     mark_analysing,
     mark_failed,
     mark_queued,
     mark_unsuitable,
     store_analysis,
-    store_case_result,
     upsert_study,
 )
 from db.review import (
@@ -73,6 +73,7 @@ __all__ = [
     "get_series",
     "get_study",
     "get_user",
+    "latest_run",
     "list_events",
     "list_reader_findings",
     "list_users",
@@ -95,7 +96,6 @@ __all__ = [
     "set_verdict",
     "sign_report",
     "store_analysis",
-    "store_case_result",
     "turnaround_by_priority",
     "upsert_study",
     "validate_auth_session",

@@ -22,6 +22,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ MARKER = ".demo-built.json"
 SAMPLES = PROJECT_ROOT / "assets" / "samples" / "lidc"
 
 # (label, seed, contrast, lesions) — lesions as accepted by inference.synth.generate_study
-DEMO_CASES: list[tuple[str, int, str, object]] = [
+DEMO_CASES: list[tuple[str, int, str, str | list[Any]]] = [
     ("central PE", 9101, "ctpa", [{"kind": "embolism", "level": "central", "occlusive": False}]),
     ("lobar PE", 9102, "ctpa", [{"kind": "embolism", "level": "lobar", "occlusive": True}]),
     ("solid nodule", 9103, "none", [{"kind": "nodule", "texture": "solid", "diameter_mm": 14.0}]),
@@ -91,24 +92,23 @@ def write_synthetic_cases(out: Path, size: str) -> list[dict]:
 def wait_until_analysed(settings: Settings, timeout_s: float) -> dict[str, int]:
     """Run the queue worker until no study is queued or analysing (or the timeout); returns status counts."""
     import sqlalchemy as sa
+    from sqlmodel import col
 
     from db.models import Study
     from db.session import session_scope
     from inference.intake import open_database
-    from inference.queue import get_queue
-    from inference.worker import recover_orphans
+    from inference.worker import make_consumer
 
     engine = open_database(settings)
-    huey, _ = get_queue(settings)
-    recover_orphans(settings)
-    consumer = huey.create_consumer(workers=1, worker_type="thread", periodic=False)
+    consumer = make_consumer(settings, workers=1)
     consumer.start()
     deadline = time.monotonic() + timeout_s
     counts: dict[str, int] = {}
     try:
         while time.monotonic() < deadline:
             with session_scope(engine) as session:
-                counts = dict(session.execute(sa.select(Study.status, sa.func.count()).group_by(Study.status)).all())
+                status = col(Study.status)
+                counts = dict(session.execute(sa.select(status, sa.func.count()).group_by(status)).all())
             busy = counts.get("queued", 0) + counts.get("analysing", 0) + counts.get("received", 0)
             if busy == 0:
                 break

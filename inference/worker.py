@@ -21,9 +21,10 @@ log = logging.getLogger(__name__)
 
 
 def _engine(settings: Settings):
-    from inference.intake import open_database
+    from db.session import open_database
 
-    return open_database(settings)
+    embedded = settings.database_url is None  # the embedded SQLite database gets its schema on first use
+    return open_database(settings.resolved_database_url, data_dir=settings.data_dir, create=embedded)
 
 
 def _short_reason(exc: BaseException) -> str:
@@ -37,9 +38,10 @@ def process_study(study_uid: str, settings: Settings | None = None) -> str:
     Raises:
         Exception: anything unexpected (the queue retries, then ``analyze_task`` marks the study failed).
     """
-    from db.queries import mark_analysing, mark_unsuitable, store_case_result
+    from db.queries import mark_analysing, mark_unsuitable, store_analysis
     from db.session import session_scope
     from inference.dicom.quality import UnusableStudy
+    from inference.schema import QualityReason
     from inference.triage import analyze_study_dir
 
     settings = settings or get_settings()
@@ -49,26 +51,40 @@ def process_study(study_uid: str, settings: Settings | None = None) -> str:
             log.info("study %s already signed; not analysed again", study_uid)
             return "signed"
     started = datetime.now(timezone.utc)
+    _fetch_priors(study_uid, settings)
     try:
         outcome = analyze_study_dir(settings.inbox_dir / study_uid, settings=settings)
     except UnusableStudy as exc:
+        reasons = [QualityReason.model_validate(r) for r in exc.reasons]
         reason = "; ".join(f"{i.code}: {i.message}. {i.advice}" for i in exc.issues)
         with session_scope(engine) as session:
-            mark_unsuitable(
-                session=session,
-                study_uid=study_uid,
-                reason=reason,
-                run={"started_at": started, "error": reason},
-            )
+            mark_unsuitable(session=session, study_uid=study_uid, reason=reason, reasons=reasons, started_at=started)
         return "unsuitable"
     with session_scope(engine) as session:
-        store_case_result(session=session, result=outcome.result.to_dict(), pe_threshold=outcome.pe_threshold)
+        store_analysis(session=session, result=outcome.result, started_at=started)
+    if outcome.outputs:
+        from inference.peers.delivery import plan_deliveries
+
+        plan_deliveries(study_uid, outcome.outputs, settings=settings)
     log.info("study %s ready (%d findings)", study_uid, len(outcome.result.findings))
     return "ready"
 
 
+def _fetch_priors(study_uid: str, settings: Settings) -> None:
+    """Look for the patient's earlier CT (own database, then query peers) before analysing; never fatal."""
+    if not settings.priors_enabled:
+        return
+    try:
+        from inference.peers.priors import fetch_priors
+
+        fetch_priors(study_uid, settings=settings)
+    except Exception as exc:
+        log.warning("study %s: prior studies not fetched: %s", study_uid, _short_reason(exc))
+
+
 def analyze_task(study_uid: str, task: Any = None) -> str:
-    """Huey task body (registered in ``inference.queue``): process, or mark failed after the last retry."""
+    """The ``analyze_study`` task body (installed on the queue by ``consumer``): process, or mark failed
+    after the last retry."""
     settings = get_settings()
     try:
         return process_study(study_uid, settings)
@@ -87,6 +103,7 @@ def analyze_task(study_uid: str, task: Any = None) -> str:
 def recover_orphans(settings: Settings | None = None) -> list[str]:
     """Re-queue studies whose analysis was interrupted (``analysing``) or whose message is gone (``queued``)."""
     import sqlalchemy as sa
+    from sqlmodel import col
 
     from db.models import Study
     from db.session import session_scope
@@ -101,7 +118,7 @@ def recover_orphans(settings: Settings | None = None) -> list[str]:
             waiting.add(args[0])
     with session_scope(_engine(settings)) as session:
         rows = session.execute(
-            sa.select(Study.study_uid).where(Study.status.in_(["analysing", "queued"]))  # type: ignore[attr-defined]
+            sa.select(col(Study.study_uid)).where(col(Study.status).in_(["analysing", "queued"]))
         ).all()
     requeued = [uid for (uid,) in rows if uid not in waiting]
     for uid in requeued:
@@ -111,20 +128,33 @@ def recover_orphans(settings: Settings | None = None) -> list[str]:
     return requeued
 
 
+def make_consumer(settings: Settings, *, workers: int = 1):
+    """A Huey consumer of the configured queue that runs ``analyze_task``, after re-queueing interrupted
+    analyses (``recover_orphans``). Refuses an outdated database schema."""
+    from inference.queue import get_queue, set_analysis_handler
+
+    _engine(settings)  # refuse to start on an outdated schema
+    set_analysis_handler(analyze_task)
+    huey, _ = get_queue(settings)
+    recover_orphans(settings)
+    return huey.create_consumer(workers=workers, worker_type="thread", periodic=False, check_worker_health=True)
+
+
 def run_worker(settings: Settings | None = None, *, workers: int = 1, max_seconds: float | None = None) -> None:
     """Run the consumer until interrupted (or for ``max_seconds``, for tests and demos)."""
     settings = settings or get_settings()
-    from inference.queue import get_queue
+    from inference.peers.delivery import DeliveryLoop
 
-    _engine(settings)  # refuse to start on an outdated schema
-    huey, _ = get_queue(settings)
-    recover_orphans(settings)
-    consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=False, check_worker_health=True)
-    if max_seconds is None:
-        consumer.run()
-        return
-    consumer.start()  # worker threads without signal handlers (callable off the main thread)
-    deadline = time.monotonic() + max_seconds
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-    consumer.stop(graceful=True)
+    consumer = make_consumer(settings, workers=workers)
+    deliveries = DeliveryLoop(settings).start()  # results to the PACS peers, with retries (state in the db)
+    try:
+        if max_seconds is None:
+            consumer.run()
+            return
+        consumer.start()  # worker threads without signal handlers (callable off the main thread)
+        deadline = time.monotonic() + max_seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+        consumer.stop(graceful=True)
+    finally:
+        deliveries.stop()

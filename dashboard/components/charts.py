@@ -21,7 +21,7 @@ LAYOUT = {
 }
 
 
-def bootstrap_medians(values: Sequence[float], rng: np.random.Generator, n_boot: int = 2000) -> np.ndarray:
+def bootstrap_medians(values: Sequence[float] | np.ndarray, rng: np.random.Generator, n_boot: int = 2000) -> np.ndarray:
     """``n_boot`` draws of the median of a bootstrap resample (n values with replacement) of ``values``.
 
     Exact and O(n log n + n_boot) instead of O(n_boot * n): a resample is ``sorted[floor(n * U)]`` for n

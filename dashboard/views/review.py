@@ -7,6 +7,7 @@ claims it the same way. In the AI-hidden arm no AI score, finding or overlay is 
 from __future__ import annotations
 
 import time
+from typing import cast
 
 import streamlit as st
 
@@ -15,6 +16,7 @@ from dashboard.components import heartbeat, viewer
 from dashboard.components.timer import format_seconds
 from dashboard.components.ui import badge, safe_md, score_html
 from db import queries
+from inference.findings import KIND_NAMES, kind_label
 
 LUNG_RADS = ["", "0", "1", "2", "3", "4A", "4B", "4X", "S"]
 
@@ -64,8 +66,10 @@ def header(study, case: reading.OpenCase) -> None:
 
 def warnings(study, folder) -> None:
     if study.attention_reason:
+        reasons = data.quality_reasons(study.id)
+        text = "; ".join(reason_text(r) for r in reasons) if reasons else study.attention_reason
         st.error(
-            f"Needs attention ({study.status}): {study.attention_reason}. The AI did not assess this study.",
+            f"Needs attention ({study.status}): {text}. The AI did not assess this study.",
             icon=":material/warning:",
         )
     if folder is None:
@@ -78,15 +82,19 @@ def warnings(study, folder) -> None:
         st.warning(note, icon=":material/report:")
 
 
+def reason_text(reason) -> str:
+    """One quality reason for the screen: severity, code, message and advice."""
+    advice = f" {reason.advice}" if reason.advice else ""
+    return f"[{reason.severity}] {reason.code}: {reason.message}.{advice}"
+
+
 def render_warnings(case, full_chest_mm: float) -> list[str]:
     from dashboard.components.render import coverage_warnings
 
     notes = coverage_warnings(case.volume, full_chest_mm)
-    quality = case.result.quality or {}
-    for reason in quality.get("reasons", []):
-        text = reason.get("message") if isinstance(reason, dict) else str(reason)
-        if text and text not in notes:
-            notes.append(f"Quality: {text}")
+    for reason in case.result.quality.reasons:
+        if reason.message and not any(reason.message in n for n in notes):
+            notes.append(f"Quality: {reason_text(reason)}")
     return notes
 
 
@@ -109,7 +117,7 @@ def findings_panel(user, case: reading.OpenCase) -> None:
     reading.touch()
     with data.session() as s:
         findings = queries.get_findings(session=s, study_id=case.study_id)
-        verdicts = data.reader_verdicts(s, user.username, [f.id for f in findings])
+        verdicts = data.reader_verdicts(s, user.username, [f.id for f in findings if f.id is not None])
     st.markdown("##### AI findings")
     if not findings:
         st.caption("The AI reported no finding.")
@@ -121,7 +129,7 @@ def findings_panel(user, case: reading.OpenCase) -> None:
         with st.container(key=f"finding_{f.id}"):
             c = st.columns(widths, vertical_alignment="center")
             c[0].markdown(f"**{n}**")
-            kind = "PE" if f.kind == "embolism" else f"nodule{', ' + safe_md(f.texture) if f.texture else ''}"
+            kind = kind_label(f.kind) + (f", {safe_md(f.texture)}" if f.texture else "")
             c[1].markdown(kind)
             c[2].html(score_html(f.probability))
             size = " / ".join(
@@ -131,10 +139,11 @@ def findings_panel(user, case: reading.OpenCase) -> None:
             c[4].markdown(safe_md(f.lung_rads) if f.lung_rads else "–")
             c[5].markdown(safe_md(f.location) if f.location else "–")
             b = c[6].columns([1, 1.3, 1.1], gap="small")
-            if f.center_k is not None and b[0].button("Go to", key=f"goto_{f.id}", width="stretch"):
-                viewer.go_to((f.center_k, f.center_j, f.center_i))
+            centre = (f.center_k, f.center_j, f.center_i)
+            if None not in centre and b[0].button("Go to", key=f"goto_{f.id}", width="stretch"):
+                viewer.go_to(cast(tuple[int, int, int], centre))
                 st.rerun()
-            verdict = verdicts.get(f.id)
+            verdict = verdicts.get(f.id) if f.id is not None else None
             for col, label, value in ((b[1], "Confirm", "confirmed"), (b[2], "Reject", "rejected")):
                 col.button(
                     label,
@@ -163,12 +172,7 @@ def add_finding_form(user, case: reading.OpenCase):
                 f"Marked on {pending.plane}: voxel (k, j, i) = ({k}, {j}, {i}) · LPS ({x:.1f}, {y:.1f}, {z:.1f}) mm"
             )
             c1, c2, c3, c4 = st.columns([1.2, 1, 2.5, 1], vertical_alignment="bottom")
-            kind = c1.selectbox(
-                "Kind",
-                ["nodule", "embolism"],
-                key="add_kind",
-                format_func=lambda v: "PE" if v == "embolism" else "nodule",
-            )
+            kind = c1.selectbox("Kind", list(KIND_NAMES), key="add_kind", format_func=kind_label) or KIND_NAMES[0]
             diameter = c2.number_input("Diameter (mm)", 0.0, 100.0, 0.0, 0.5, key="add_diam")
             note = c3.text_input("Note", key="add_note", max_chars=500)
             if c4.button("Add finding", key="add_submit", type="primary"):
@@ -204,7 +208,7 @@ def report_form(user, case: reading.OpenCase, reader_findings: list) -> None:
         st.caption(
             "Your added findings: "
             + "; ".join(
-                f"{'PE' if r.kind == 'embolism' else 'nodule'} at ({r.center_k}, {r.center_j}, {r.center_i})"
+                f"{kind_label(r.kind)} at ({r.center_k}, {r.center_j}, {r.center_i})"
                 for r in reader_findings
             )
         )
@@ -257,7 +261,7 @@ def render() -> None:
     points = [
         (r.center_k, r.center_j, r.center_i)
         for r in reader_findings
-        if r.reader == user.username and r.center_k is not None
+        if r.reader == user.username and r.center_k is not None and r.center_j is not None and r.center_i is not None
     ]
 
     if folder is not None:

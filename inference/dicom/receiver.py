@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pydicom.uid import (
     JPEG2000,
@@ -33,7 +34,7 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # generated at import
 
 from inference.config import Settings, get_settings
 from inference.dicom.inbox import store_bytes
@@ -140,7 +141,7 @@ class Receiver:
             self.ae.require_calling_aet = list(self.settings.receiver_allowed_callers)
         self.on_first_instance = on_first_instance if on_first_instance is not None else self._register
         self.tracker = StudyTracker(self.settings.study_quiet_period_s, on_complete or self._queue)
-        self.server = None
+        self.server: Any = None  # pynetdicom ThreadedAssociationServer once started
         self.stats = {"stored": 0, "duplicate": 0, "quarantined": 0}
 
     # --- default hooks: database + queue ---------------------------------------------------------------
@@ -171,7 +172,9 @@ class Receiver:
         self.stats[outcome.status] += 1
         if outcome.status == "quarantined":
             return STATUS_CANNOT_UNDERSTAND
-        if outcome.study_uid and self.tracker.touch(outcome.study_uid):
+        # only new instances (re)start a study's quiet period: a PACS re-sending what we have (its routing rule
+        # firing again once our results joined the study) must not queue the study again
+        if outcome.status == "stored" and outcome.study_uid and self.tracker.touch(outcome.study_uid):
             try:
                 self.on_first_instance(outcome.study_uid)
             except Exception as exc:
@@ -187,20 +190,21 @@ class Receiver:
     # --- life cycle --------------------------------------------------------------------------------------
     def resume_incomplete(self) -> list[str]:
         """Track inbox studies that were received but never queued (e.g. the receiver was restarted)."""
-        resumed = []
+        resumed: list[str] = []
         inbox = self.settings.inbox_dir
         if not inbox.is_dir():
             return resumed
         known: dict[str, str] = {}
         try:
             import sqlalchemy as sa
+            from sqlmodel import col
 
             from db.models import Study
             from db.session import session_scope
             from inference.intake import open_database
 
             with session_scope(open_database(self.settings)) as session:
-                known = dict(session.execute(sa.select(Study.study_uid, Study.status)).all())
+                known = dict(session.execute(sa.select(col(Study.study_uid), col(Study.status))).all())
         except Exception as exc:
             log.warning("cannot read study states (%s); re-checking every inbox study", type(exc).__name__)
         for study_dir in sorted(p for p in inbox.iterdir() if p.is_dir()):
@@ -210,7 +214,7 @@ class Receiver:
         return resumed
 
     def start(self) -> None:
-        handlers = [
+        handlers: list[Any] = [
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_ACCEPTED, self._on_assoc),

@@ -107,14 +107,12 @@ class NoduleResult:
     heat_model: np.ndarray | None = None  # the heatmap on the model grid
     prepared: Prepared | None = None  # the model-grid input (kept for evaluation)
 
-    def findings(self, min_probability: float = 0.0) -> list[Finding]:
-        return [c.to_finding() for c in self.candidates if c.probability >= min_probability]
-
 
 def prepare(volume: Volume, card: ModelCard) -> Prepared:
     """Resample, lung-mask, window and crop ``volume`` as the seg model was trained (see module doc)."""
     pp = card.preprocessing
-    spacing = tuple(float(s) for s in pp.spacing_mm)
+    sz, sy, sx = (float(s) for s in pp.spacing_mm)
+    spacing = (sz, sy, sx)
     hu = resample(volume.hu, volume.spacing_mm, spacing, order=1, cval=-1024.0)
     lung = lung_mask(Volume(hu=hu.astype(np.int16), spacing_mm=spacing))
     margin = float(getattr(pp, "crop_margin_mm", 10.0) or 10.0)
@@ -130,7 +128,7 @@ def segment(prep: Prepared, model: LoadedModel, *, batch_size: int = 2) -> tuple
     pp = model.card.preprocessing
     name = model.input_names[0]
     crop = np.ascontiguousarray(prep.image[prep.box])
-    outs = sliding_window(crop, pp.patch_size, lambda b: model.run({name: b}), overlap=pp.overlap,
+    outs = sliding_window(crop, pp.patch(), lambda b: model.run({name: b}), overlap=pp.overlap,
                           batch_size=batch_size)
     prob = np.zeros(prep.image.shape, np.float32)
     att = np.zeros(prep.image.shape, np.float32)
@@ -213,7 +211,7 @@ def score_candidates(image: np.ndarray, centers: list[np.ndarray], model: Loaded
     Returns:
         ``(logits (N,), calibrated probabilities (N,), cams (N, d, h, w))``.
     """
-    size = tuple(model.card.preprocessing.patch_size)
+    size = model.card.preprocessing.patch()
     if not centers:
         return np.zeros(0), np.zeros(0), np.zeros((0, *size), np.float32)
     name = model.input_names[0]
