@@ -76,3 +76,18 @@ def test_candidates_are_labelled_against_the_lesion_mask_with_a_margin():
     case = RealCase("t", "train", vol, [lesion_record(m, vol)], [np.array([50.0, 50.0, 20.0])])
     tags = label_candidates(case, [(10, 25, 25), (10, 25, 33), (10, 50, 50), (10, 5, 50)])
     assert tags == ["lesion:0", "lesion:0", "exclude", "negative"]
+
+
+def test_real_table_row_of_lidc_0003_finds_the_readers_nodule(shared_data):
+    """Test the real-CT table on one scan through the serving path: the LIDC-IDRI-0003 readers' nodule is found
+    at the card's report threshold, sized within 30 %, with no false finding, and the Markdown row says so."""
+    from inference.engine import Engine
+    from inference.training.nodule.realtable import markdown, real_table
+
+    engine = Engine(Path(__file__).resolve().parents[3] / "assets" / "models", ["CPUExecutionProvider"], threads=2)
+    table = real_table(engine, cases=("LIDC-IDRI-0003",), log=lambda *a: None)
+    (row,) = table["rows"]
+    (les,) = row["lesions"]
+    assert les["found"] and les["found_as"] == "nodule" and les["probability"] >= table["report_threshold"]
+    assert abs(les["size_error_pct"]) <= 30 and row["false_findings"] == 0
+    assert "| LIDC-IDRI-0003 |" in markdown(table) and "yes (nodule)" in markdown(table)
