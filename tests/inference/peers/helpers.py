@@ -65,6 +65,6 @@ def analysis_outputs(study_dir: Path, settings: Settings) -> dict[str, Path | No
     result = CaseResult(study_uid=vol.study_uid, series_uid=vol.series_uid,
                         scores={"nodule": 0.9, "embolism": None, "priority": 0.9}, findings=[nodule],
                         model_versions={"nodule_seg": "test"})  # fmt: skip
-    out = settings.results_dir / vol.study_uid / "run1"
+    out = settings.data_dir / "results" / vol.study_uid / "run1"
     out.mkdir(parents=True, exist_ok=True)
     return write_outputs(out, study_dir, vol, result, mask)
