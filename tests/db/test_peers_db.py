@@ -21,6 +21,7 @@ from db.peers import (
 )
 from db.review import list_events
 from db.types import utcnow
+from tests.db.factories import make_result
 
 
 def _study(session: Session, uid: str, patient: str = "P1", date: str | None = "20240101"):
@@ -31,7 +32,7 @@ def _study(session: Session, uid: str, patient: str = "P1", date: str | None = "
 
 def _analysed(session: Session, uid: str = "1.2.3") -> int:
     _study(session, uid)
-    return queries.store_analysis(session=session, study_uid=uid, scores={"nodule": 0.5, "embolism": None})
+    return queries.store_analysis(session=session, result=make_result(uid, scores={"nodule": 0.5, "embolism": None}))
 
 
 def test_deliveries_are_created_once_and_claimed_by_one_caller(session: Session) -> None:
