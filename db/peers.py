@@ -102,12 +102,12 @@ def claim_due_deliveries(
     for row_id, status, last in rows:
         cond = [_D.c.id == row_id, _D.c.status == status]
         cond.append(_D.c.last_attempt_at.is_(None) if last is None else _D.c.last_attempt_at == last)
-        upd = sa.update(_D).where(*cond).values(status="sending", last_attempt_at=now)
-        if session.connection().execute(upd).rowcount:
+        claim = sa.update(_D).where(*cond).values(status="sending", last_attempt_at=now)
+        if session.connection().execute(claim).rowcount:
             claimed.append(row_id)
     session.commit()
-    got = [session.get(Delivery, i, populate_existing=True) for i in claimed]
-    return [d for d in got if d is not None]
+    found = [session.get(Delivery, i, populate_existing=True) for i in claimed]
+    return [d for d in found if d is not None]
 
 
 def record_delivery_attempt(

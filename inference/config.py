@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SECRET = "change-me-research-only"
+#: Folder of saved cases inside the data directory (``inference.results``).
+RESULTS_DIRNAME = "results"
 #: The models of a source checkout (an installed wheel has none: ``TRIAGE_MODEL_DIR`` names them).
 SOURCE_MODEL_DIR = PROJECT_ROOT / "assets" / "models"
 
@@ -166,6 +168,10 @@ class Settings(BaseSettings):
     @property
     def quarantine_dir(self) -> Path:
         return self.data_dir / "quarantine"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / RESULTS_DIRNAME
 
     @property
     def resolved_model_dir(self) -> Path:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.config import RESULTS_DIRNAME
 from inference.findings import get_kind
 from inference.schema import SCHEMA_VERSION, CaseResult, Finding, Quality, QualityReason
 from inference.volume import Volume
@@ -50,7 +51,7 @@ class CaseArrays:
 
 
 def case_dir(data_dir: Path, study_uid: str, run_id: str) -> Path:
-    return Path(data_dir) / "results" / study_uid / run_id
+    return Path(data_dir) / RESULTS_DIRNAME / study_uid / run_id
 
 
 def save_case(
@@ -134,6 +135,6 @@ def load_case(folder: Path) -> CaseArrays:
 
 def latest_case(data_dir: Path, study_uid: str) -> Path | None:
     """The newest saved run folder of a study, or None."""
-    root = Path(data_dir) / "results" / study_uid
+    root = Path(data_dir) / RESULTS_DIRNAME / study_uid
     runs = [p for p in root.glob("*") if p.is_dir() and not p.name.startswith(".") and (p / "result.json").exists()]
     return max(runs, key=lambda p: (p / "result.json").stat().st_mtime) if runs else None

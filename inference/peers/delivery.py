@@ -90,7 +90,7 @@ def deliver_due(settings: Settings, *, now: datetime | None = None) -> list[dict
     engine = open_database(settings)
     with session_scope(engine) as session:
         claimed = [
-            (d.id, d.study_id, d.peer, d.method, list(d.paths), d.attempts, d.max_attempts)
+            (int(d.id or 0), d.study_id, d.peer, d.method, list(d.paths), d.attempts, d.max_attempts)
             for d in claim_due_deliveries(
                 session=session, now=now, stale_after_s=max(900.0, 4 * settings.dimse_timeout_s)
             )
@@ -112,7 +112,6 @@ def deliver_due(settings: Settings, *, now: datetime | None = None) -> list[dict
         if error is not None and tries < max_attempts:
             next_at = (now or utcnow()) + timedelta(seconds=backoff_s(tries, settings))
         with session_scope(engine) as session:
-            assert delivery_id is not None  # a stored row
             d = record_delivery_attempt(session=session, delivery_id=delivery_id, error=error, next_attempt_at=next_at)
             status = d.status
         if error is None:

@@ -50,8 +50,9 @@ def associate(peer: Peer, settings: Settings, ae: AE, **kwargs: Any) -> Iterator
     """
     if not peer.has_dimse:
         raise PeerError(f"peer {peer.name} has no DICOM address (ae_title and port)")
+    assert peer.port is not None and peer.ae_title is not None  # has_dimse
     try:
-        assoc = ae.associate(peer.host, int(peer.port or 0), ae_title=str(peer.ae_title), **kwargs)
+        assoc = ae.associate(peer.host, int(peer.port), ae_title=peer.ae_title, **kwargs)
     except OSError as exc:
         raise PeerError(f"{peer.describe()}: cannot connect: {exc}") from exc
     if not assoc.is_established:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +62,7 @@ def stow(peer: Peer, paths: list[Path], settings: Settings) -> int:
     stored = 0
     for study_uid in sorted(study_uids):
         batch = [ds for ds in datasets if ds.StudyInstanceUID == study_uid]
-        def store(b: list[Any] = batch, s: str = study_uid) -> Any:
-            return web.store_instances(b, study_instance_uid=s)
-
-        rsp = _call(peer, "STOW-RS", store)
+        rsp = _call(peer, "STOW-RS", partial(web.store_instances, batch, study_instance_uid=study_uid))
         failed = list(getattr(rsp, "FailedSOPSequence", []) or [])
         if failed:
             reasons = sorted({f"0x{int(getattr(item, 'FailureReason', 0xFFFF)):04X}" for item in failed})
