@@ -77,27 +77,6 @@ def relative_change_ci(
     return point, float(np.quantile(ratio, q)), float(np.quantile(ratio, 1 - q))
 
 
-def calibration_bins(scores: Sequence[float], truth: Sequence[bool], n_bins: int = 10) -> list[dict[str, Any]]:
-    """Reliability table: per score bin [lo, hi) (last bin closed) the count, mean score and observed rate."""
-    s = np.asarray(scores, dtype=np.float64)
-    t = np.asarray(truth, dtype=np.float64)
-    edges = np.linspace(0, 1, n_bins + 1)
-    idx = np.clip(np.digitize(s, edges[1:-1], right=False), 0, n_bins - 1)
-    rows = []
-    for b in range(n_bins):
-        m = idx == b
-        if m.any():
-            rows.append(
-                {
-                    "bin": f"{edges[b]:.1f}–{edges[b + 1]:.1f}",
-                    "n": int(m.sum()),
-                    "mean_score": round(float(s[m].mean()), 4),
-                    "observed": round(float(t[m].mean()), 4),
-                }
-            )
-    return rows
-
-
 def embed_2d(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
     """2-D map of embeddings: t-SNE (scikit-learn) when available and n ≥ 5, else PCA. Returns (xy, method)."""
     x = np.asarray(x, dtype=np.float64)
