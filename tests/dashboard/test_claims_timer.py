@@ -40,6 +40,17 @@ def test_reload_resumes_the_reading_session_and_its_seconds(seeded):
     assert len(sessions) == 1
 
 
+
+def _age_claim(study_id: int, *, minutes: int) -> None:
+    """Move the study's claim back in time, as if its holder had been idle for ``minutes``."""
+    with Session(get_engine()) as s:
+        s.execute(
+            sa.update(Study.__table__)
+            .where(Study.__table__.c.id == study_id)
+            .values(claimed_at=utcnow() - timedelta(minutes=minutes))
+        )
+        s.commit()
+
 def test_idle_claim_expires_and_another_reader_takes_it_over(seeded, monkeypatch):
     """Test that a claim in use says "in review by X since …", that one idle past the limit has expired and
     can be taken over, and that the holder's activity (touch_claim) keeps it alive."""
@@ -48,13 +59,7 @@ def test_idle_claim_expires_and_another_reader_takes_it_over(seeded, monkeypatch
     at = _open(seeded["routine"], "reader1")
     page = texts(at)
     assert "In review by reader2 since" in page and "expired" not in page
-    with Session(get_engine()) as s:
-        s.execute(
-            sa.update(Study.__table__)
-            .where(Study.__table__.c.id == seeded["routine"])
-            .values(claimed_at=utcnow() - timedelta(minutes=45))
-        )
-        s.commit()
+    _age_claim(seeded["routine"], minutes=45)
     at = _open(seeded["routine"], "reader1")
     assert "last activity 45 min ago" in texts(at) and "The claim has expired" in texts(at)
     with Session(get_engine()) as s:
@@ -62,13 +67,7 @@ def test_idle_claim_expires_and_another_reader_takes_it_over(seeded, monkeypatch
         assert not queries.touch_claim(session=s, study_id=seeded["routine"], reader="reader1")
     at = _open(seeded["routine"], "reader1")
     assert "expired" not in texts(at)  # reader2 was active again
-    with Session(get_engine()) as s:
-        s.execute(
-            sa.update(Study.__table__)
-            .where(Study.__table__.c.id == seeded["routine"])
-            .values(claimed_at=utcnow() - timedelta(minutes=45))
-        )
-        s.commit()
+    _age_claim(seeded["routine"], minutes=45)
     at = _open(seeded["routine"], "reader1")
     at.button(key="take_over").click().run()
     assert not at.exception
