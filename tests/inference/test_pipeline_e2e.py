@@ -18,6 +18,7 @@ import pytest
 
 from inference.synth.output import write_study
 from inference.synth.study import generate_study
+from tests.dcmtk import require_dcmtk
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,9 +166,7 @@ def _stop(proc):
 @pytest.mark.parametrize("backend", ["sqlite", "postgres+redis"])
 def test_storescu_to_receiver_to_worker_to_worklist(studies, tmp_path, backend):
     """Test that a study pushed with storescu is received, analysed and ranked with findings, SEG and SR."""
-    storescu = shutil.which("storescu")
-    if storescu is None:
-        pytest.skip("dcmtk's storescu is not installed (apt-get install dcmtk)")
+    storescu = require_dcmtk("storescu")
     env = _service_env(tmp_path, backend)
     port = _free_port()
     log = open(tmp_path / "services.log", "w")
