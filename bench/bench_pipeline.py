@@ -45,6 +45,9 @@ def bench_studies(size: str, tmp: Path) -> None:
 
 
 def bench_receiver(tmp: Path, n: int = 300) -> None:
+    import sys
+
+    sys.path.insert(0, str(PROJECT_ROOT))
     from tests.dcmtk import dcmtk_tool  # dcmtk's storescu, never pynetdicom's script of that name
 
     storescu = dcmtk_tool("storescu")
