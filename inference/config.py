@@ -32,6 +32,9 @@ class QualityLimits(BaseSettings):
     axial_tolerance_deg: float = 15.0
     full_chest_extent_mm: float = 200.0
     position_tolerance_mm: float = 0.01
+    #: largest deviation of one slice step from the series' median step, as a fraction of that median; above
+    #: it the series is unusable (``uneven_spacing``): the volume would assume an even grid it does not have
+    spacing_tolerance: float = 0.1
 
 
 class Settings(BaseSettings):
