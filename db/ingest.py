@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from db.lease import finish_lease
 from db.models import AnalysisRun, AuditEvent, Finding, Series, Study, StudyStatus
 from db.types import as_utc, utcnow
 
@@ -181,27 +182,48 @@ def _upsert_series(session: Session, study_id: int, item: Mapping[str, Any]) -> 
         session.execute(sa.insert(_SERIES).values(series_uid=uid, study_id=study_id, **values))
 
 
+#: States a new analysis never changes: the reader's claim and the signed report stay as they are.
+READING_STATES = (StudyStatus.in_review.value, StudyStatus.signed.value)
+
+
 def _set_status(session: Session, study_uid: str, status: StudyStatus, **values: Any) -> bool:
-    """Move a study to ``status`` unless it is signed. Returns whether it moved."""
+    """Move a study to ``status`` unless it is in review or signed. Returns whether it moved."""
     study_id = _study_id(session, study_uid)
     moved = session.execute(
         sa.update(_STUDY)
-        .where(_STUDY.c.id == study_id, _STUDY.c.status != StudyStatus.signed.value)
+        .where(_STUDY.c.id == study_id, _STUDY.c.status.not_in(READING_STATES))
         .values(status=status.value, **values)
     ).rowcount
     session.commit()
-    log.info("study %s -> %s%s", study_uid, status.value, "" if moved else " (refused: signed)")
+    log.info("study %s -> %s%s", study_uid, status.value, "" if moved else " (kept: in review or signed)")
     return bool(moved)
 
 
 def mark_queued(*, session: Session, study_uid: str) -> bool:
-    """The study is complete and waits for analysis. Returns False if it was already signed."""
+    """The study is complete and waits for analysis. Returns False if it is in review or signed (it keeps
+    that state; a new analysis version is stored beside it)."""
     return _set_status(session, study_uid, StudyStatus.queued, queued_at=utcnow())
 
 
 def mark_analysing(*, session: Session, study_uid: str) -> bool:
-    """The worker picked the study up. Returns False if it was already signed."""
+    """The worker picked the study up. Returns False if it is in review or signed (state kept)."""
     return _set_status(session, study_uid, StudyStatus.analysing)
+
+
+def mark_incomplete(*, session: Session, study_uid: str, reason: str) -> bool:
+    """The transfer stopped mid-way (aborted association, receiver killed): ``incomplete``, waiting for a
+    re-send, never analysed as it is. A study in review or signed keeps its state. Audited."""
+    study_id = _study_id(session, study_uid)
+    moved = session.execute(
+        sa.update(_STUDY)
+        .where(_STUDY.c.id == study_id, _STUDY.c.status.not_in(READING_STATES))
+        .values(status=StudyStatus.incomplete.value, attention_reason=reason, critical=False)
+    ).rowcount
+    if moved:
+        _audit(session, "incomplete_transfer", study_id, actor="receiver")
+    session.commit()
+    log.warning("study %s: %s", study_uid, reason)
+    return bool(moved)
 
 
 def _run_values(study_id: int, run: Any, error: str | None = None) -> dict[str, Any]:
@@ -273,6 +295,8 @@ def store_analysis(
     findings: Sequence[Any] = (),
     run: Any = None,
     pe_threshold: float | None = None,
+    lease_owner: str | None = None,
+    fingerprint: str | None = None,
 ) -> int:
     """Store one successful analysis: the run, its findings and the study's scores, in one transaction.
 
@@ -285,10 +309,16 @@ def store_analysis(
         run: ``series_uid``, ``started_at``, ``finished_at``, ``provider``, ``models`` (or
             ``model_versions``), ``timings_ms``; a mapping or an object.
         pe_threshold: embolism score at or above which the study is critical (default: settings).
+        lease_owner: the worker's lease (``db.lease``); the result is stored only while it holds it.
+        fingerprint: of the inbox files analysed (``analysed_fingerprint``; an identical re-send is a no-op).
 
     Returns:
         The id of the new ``AnalysisRun``. The study becomes ``ready`` (a study already in review or
-        signed keeps its state) and its critical flag and scores are replaced.
+        signed keeps its state, claim and report), its critical flag and scores are replaced and its
+        ``analysis_version`` goes up by one.
+
+    Raises:
+        db.lease.LeaseLost: ``lease_owner`` lost its lease; nothing is stored.
     """
     if pe_threshold is None:
         from inference.config import get_settings
@@ -300,16 +330,20 @@ def store_analysis(
     if priority is None:
         known = [s for s in (nodule, embolism) if s is not None]
         priority = max(known) if known else None
+    finish_lease(session, study_id, lease_owner)
     run_id = session.execute(sa.insert(_RUN).values(**_run_values(study_id, run)).returning(_RUN.c.id)).scalar_one()
     rows = [finding_row(f, study_id=study_id, run_id=run_id) for f in findings]
     if rows:
         session.execute(sa.insert(_FINDING), rows)
     now = utcnow()
-    keep = (StudyStatus.in_review.value, StudyStatus.signed.value)
+    keep = READING_STATES
+    extra: dict[str, Any] = {} if fingerprint is None else {"analysed_fingerprint": fingerprint}
     session.execute(
         sa.update(_STUDY)
         .where(_STUDY.c.id == study_id)
         .values(
+            **extra,
+            analysis_version=_STUDY.c.analysis_version + 1,
             nodule_score=nodule,
             embolism_score=embolism,
             priority=priority,
@@ -325,12 +359,22 @@ def store_analysis(
     return run_id
 
 
-def store_case_result(*, session: Session, result: Mapping[str, Any], pe_threshold: float | None = None) -> int:
+def store_case_result(
+    *,
+    session: Session,
+    result: Mapping[str, Any],
+    pe_threshold: float | None = None,
+    started_at: datetime | None = None,
+    lease_owner: str | None = None,
+    fingerprint: str | None = None,
+) -> int:
     """``store_analysis`` for a ``CaseResult`` dict as printed by ``triage analyze --json``.
 
     A result whose ``quality.ok`` is false is stored with ``mark_unsuitable`` instead (returns the run id).
+    ``started_at``, ``lease_owner`` and ``fingerprint`` as in ``store_analysis``.
     """
     run = {
+        "started_at": started_at,
         "series_uid": result.get("series_uid"),
         "models": result.get("model_versions") or {},
         "timings_ms": result.get("timings_ms") or {},
@@ -339,7 +383,14 @@ def store_case_result(*, session: Session, result: Mapping[str, Any], pe_thresho
     quality = result.get("quality") or {}
     if quality and not quality.get("ok", True):
         reason = "; ".join(quality.get("reasons") or []) or "input unsuitable"
-        return mark_unsuitable(session=session, study_uid=result["study_uid"], reason=reason, run=run)
+        return mark_unsuitable(
+            session=session,
+            study_uid=result["study_uid"],
+            reason=reason,
+            run=run,
+            lease_owner=lease_owner,
+            fingerprint=fingerprint,
+        )
     return store_analysis(
         session=session,
         study_uid=result["study_uid"],
@@ -347,17 +398,30 @@ def store_case_result(*, session: Session, result: Mapping[str, Any], pe_thresho
         findings=result.get("findings") or [],
         run=run,
         pe_threshold=pe_threshold,
+        lease_owner=lease_owner,
+        fingerprint=fingerprint,
     )
 
 
-def _mark_attention(session: Session, study_uid: str, status: StudyStatus, reason: str, run: Any) -> int:
+def _mark_attention(
+    session: Session,
+    study_uid: str,
+    status: StudyStatus,
+    reason: str,
+    run: Any,
+    lease_owner: str | None = None,
+    fingerprint: str | None = None,
+) -> int:
     study_id = _study_id(session, study_uid)
+    finish_lease(session, study_id, lease_owner)
+    if fingerprint is not None:
+        session.execute(sa.update(_STUDY).where(_STUDY.c.id == study_id).values(analysed_fingerprint=fingerprint))
     run_id = session.execute(
         sa.insert(_RUN).values(**_run_values(study_id, run, error=reason)).returning(_RUN.c.id)
     ).scalar_one()
     session.execute(
         sa.update(_STUDY)
-        .where(_STUDY.c.id == study_id, _STUDY.c.status != StudyStatus.signed.value)
+        .where(_STUDY.c.id == study_id, _STUDY.c.status.not_in(READING_STATES))
         .values(
             status=status.value,
             attention_reason=reason,
@@ -379,9 +443,18 @@ def mark_failed(*, session: Session, study_uid: str, reason: str, run: Any = Non
     return _mark_attention(session, study_uid, StudyStatus.failed, reason, run)
 
 
-def mark_unsuitable(*, session: Session, study_uid: str, reason: str, run: Any = None) -> int:
-    """The input failed the quality gate: the study needs attention with ``reason``. Returns the run id."""
-    return _mark_attention(session, study_uid, StudyStatus.unsuitable, reason, run)
+def mark_unsuitable(
+    *,
+    session: Session,
+    study_uid: str,
+    reason: str,
+    run: Any = None,
+    lease_owner: str | None = None,
+    fingerprint: str | None = None,
+) -> int:
+    """The input failed the quality gate: the study needs attention with ``reason``. Returns the run id.
+    ``lease_owner`` / ``fingerprint`` as in ``store_analysis`` (an identical re-send is not re-checked)."""
+    return _mark_attention(session, study_uid, StudyStatus.unsuitable, reason, run, lease_owner, fingerprint)
 
 
 def get_study(*, session: Session, study_id: int | None = None, study_uid: str | None = None) -> Study | None:

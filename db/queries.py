@@ -27,12 +27,14 @@ from db.ingest import (
     get_study,
     mark_analysing,
     mark_failed,
+    mark_incomplete,
     mark_queued,
     mark_unsuitable,
     store_analysis,
     store_case_result,
     upsert_study,
 )
+from db.lease import updated_since_opened
 from db.review import (
     ClaimResult,
     ReviewConflict,
@@ -78,6 +80,7 @@ __all__ = [
     "list_users",
     "mark_analysing",
     "mark_failed",
+    "mark_incomplete",
     "mark_queued",
     "mark_unsuitable",
     "open_reading_session",
@@ -97,6 +100,7 @@ __all__ = [
     "store_analysis",
     "store_case_result",
     "turnaround_by_priority",
+    "updated_since_opened",
     "upsert_study",
     "validate_auth_session",
     "worklist",

@@ -183,6 +183,21 @@ def store_bytes(data: bytes, *, name: str, origin: str, settings: Settings | Non
     return StoreOutcome("stored", target, study, series, sop)
 
 
+def inbox_fingerprint(study_dir: Path) -> str | None:
+    """A fingerprint of the files a study holds in the inbox (names, sizes, modification times): equal for an
+    identical re-send (nothing new is written), different once an instance is added or replaced. None when
+    the folder does not exist."""
+    if not study_dir.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(study_dir.rglob("*.dcm")):
+        if path.name.startswith("."):
+            continue
+        st = path.stat()
+        digest.update(f"{path.relative_to(study_dir).as_posix()}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def ingest_paths(paths: Iterable[Path | str], *, settings: Settings | None = None) -> IngestReport:
     """Copy every file under ``paths`` (files, folders, zips) into the inbox or quarantine.
 

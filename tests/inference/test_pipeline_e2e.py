@@ -107,7 +107,12 @@ def test_analyze_unusable_input_exits_2_with_reason(tmp_path):
 
 
 def _service_env(tmp_path, backend):
-    env = {"TRIAGE_DATA_DIR": str(tmp_path / "data"), "TRIAGE_TASK_RETRY_DELAY_S": "1", "PYTHONUNBUFFERED": "1"}
+    env = {
+        "TRIAGE_DATA_DIR": str(tmp_path / "data"),
+        "TRIAGE_TASK_RETRY_DELAY_S": "1",
+        "TRIAGE_LEASE_TTL_S": "3",  # a killed worker's lease expires quickly
+        "PYTHONUNBUFFERED": "1",
+    }
     if backend == "postgres+redis":
         pg, rd = os.environ.get("TRIAGE_TEST_POSTGRES_URL"), os.environ.get("TRIAGE_TEST_REDIS_URL")
         if not (pg and rd):
