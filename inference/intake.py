@@ -98,8 +98,12 @@ def _schema_lock(data_dir: Path):
     """An exclusive lock across processes (``fcntl.flock`` on ``DATA_DIR/.schema.lock``; POSIX)."""
     import fcntl
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / ".schema.lock", "a") as fh:
+    from inference.private import secure_data_dir
+
+    secure_data_dir(data_dir)
+    import os
+
+    with os.fdopen(os.open(data_dir / ".schema.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

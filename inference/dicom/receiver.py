@@ -141,7 +141,7 @@ class Receiver:
         self.on_first_instance = on_first_instance if on_first_instance is not None else self._register
         self.tracker = StudyTracker(self.settings.study_quiet_period_s, on_complete or self._queue)
         self.server = None
-        self.stats = {"stored": 0, "duplicate": 0, "quarantined": 0}
+        self.stats = {"stored": 0, "duplicate": 0, "replaced": 0, "quarantined": 0, "refused": 0}
 
     # --- default hooks: database + queue ---------------------------------------------------------------
     def _register(self, study_uid: str) -> None:
@@ -215,7 +215,10 @@ class Receiver:
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_ACCEPTED, self._on_assoc),
         ]
-        self.settings.inbox_dir.mkdir(parents=True, exist_ok=True)
+        from inference.private import private_dir, secure_data_dir
+
+        secure_data_dir(self.settings.data_dir)
+        private_dir(self.settings.inbox_dir)
         self.resume_incomplete()
         self.tracker.start()
         self.server = self.ae.start_server(
