@@ -1,4 +1,4 @@
-"""``triage serve`` (the dashboard) and ``triage user add|list|disable`` (local accounts).
+"""``triage serve`` (the dashboard) and ``triage user add|list|enable|disable|unlock`` (local accounts).
 
 Thin wrappers: ``serve()`` is a plain function (``triage demo`` calls it after building its data);
 the account commands call ``dashboard.auth``.
@@ -170,6 +170,15 @@ def _cmd_user_active(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_user_unlock(args: argparse.Namespace) -> int:
+    from db import throttle
+
+    with _session() as s:
+        was_locked = throttle.unlock(session=s, username=args.name, actor="cli")
+    print(f"{args.name}: {'unlocked' if was_locked else 'was not locked (back-off cleared)'}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``serve`` and ``user`` to the ``triage`` command line."""
     p = sub.add_parser("serve", help="run the dashboard (Streamlit) on localhost")
@@ -185,6 +194,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--password-stdin", action="store_true", help="read the password from one line of stdin")
     add.set_defaults(func=_cmd_user_add)
     usub.add_parser("list", help="list accounts").set_defaults(func=_cmd_user_list)
+    q = usub.add_parser("unlock", help="lift a sign-in lockout (after too many failed sign-ins)")
+    q.add_argument("name")
+    q.set_defaults(func=_cmd_user_unlock)
     for action in ("enable", "disable"):
         q = usub.add_parser(action, help=f"{action} an account")
         q.add_argument("name")
