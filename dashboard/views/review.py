@@ -65,7 +65,7 @@ def header(study, case: reading.OpenCase) -> None:
 def warnings(study, folder) -> None:
     if study.attention_reason:
         st.error(
-            f"Needs attention ({study.status}): {study.attention_reason}. The AI did not assess this study.",
+            f"Needs attention ({study.status}): {safe_md(study.attention_reason)}. The AI did not assess this study.",
             icon=":material/warning:",
         )
     if folder is None:
@@ -75,7 +75,7 @@ def warnings(study, folder) -> None:
     full = data.settings().quality.full_chest_extent_mm
     notes = render_warnings(case, full)
     for note in notes:
-        st.warning(note, icon=":material/report:")
+        st.warning(safe_md(note), icon=":material/report:")  # header text in it stays inert (no links)
 
 
 def render_warnings(case, full_chest_mm: float) -> list[str]:
