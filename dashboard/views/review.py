@@ -251,8 +251,15 @@ def render() -> None:
     with data.session() as s:
         study = queries.get_study(session=s, study_id=case.study_id)
         reader_findings = queries.list_reader_findings(session=s, study_id=case.study_id)
+        updated = queries.updated_since_opened(session=s, reading_session_id=case.reading_session_id)
     folder = data.case_folder(case.study_uid)
     header(study, case)
+    if updated:
+        st.warning(
+            "Updated since you opened it: new or changed images arrived and the AI analysed the study again "
+            f"(analysis version {study.analysis_version}). The images and findings below are the new ones.",
+            icon=":material/update:",
+        )
     warnings(study, folder)
     points = [
         (r.center_k, r.center_j, r.center_i)
