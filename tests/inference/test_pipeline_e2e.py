@@ -178,7 +178,7 @@ def test_storescu_to_receiver_to_worker_to_worklist(studies, tmp_path, backend):
     receiver = _start(["receive", "--port", str(port), "--quiet-period", "1"], env, log)
     worker = _start(["worker"], env, log)
     try:
-        for _ in range(100):
+        for _ in range(600):  # a loaded machine may need far more than 10 s to start the receiver
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
