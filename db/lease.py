@@ -117,3 +117,23 @@ def updated_since_opened(*, session: Session, reading_session_id: int) -> bool:
         .where(_RUN.c.study_id == opened.study_id, _RUN.c.error.is_(None), _RUN.c.finished_at > opened.opened_at)
     ).scalar_one()
     return bool(newer)
+
+
+def settle_unchanged(*, session: Session, study_uid: str) -> str | None:
+    """A message found the study's files unchanged since its stored analysis: if a re-send raced with that
+    analysis and left the study ``queued`` / ``analysing``, put back the state of the stored outcome (``ready``
+    or ``unsuitable``). Returns the new status, or None when nothing changed."""
+    row = session.execute(sa.select(_S.c.id, _S.c.status).where(_S.c.study_uid == study_uid)).first()
+    if row is None or row.status not in ("queued", "analysing"):
+        return None
+    error = session.execute(
+        sa.select(_RUN.c.error).where(_RUN.c.study_id == row.id).order_by(_RUN.c.id.desc()).limit(1)
+    ).first()
+    if error is None:
+        return None
+    status = "ready" if error.error is None else "unsuitable"
+    session.execute(
+        sa.update(_S).where(_S.c.id == row.id, _S.c.status.in_(("queued", "analysing"))).values(status=status)
+    )
+    session.commit()
+    return status

@@ -89,7 +89,7 @@ def process_study(study_uid: str, settings: Settings | None = None) -> str:
     Raises:
         Exception: anything unexpected (the queue retries, then ``analyze_task`` marks the study failed).
     """
-    from db.lease import LeaseLost, acquire_lease, release_lease
+    from db.lease import LeaseLost, acquire_lease, release_lease, settle_unchanged
     from db.queries import get_study, mark_analysing, mark_unsuitable, store_case_result
     from db.session import session_scope
     from inference.dicom.inbox import inbox_fingerprint
@@ -112,6 +112,7 @@ def process_study(study_uid: str, settings: Settings | None = None) -> str:
             study = get_study(session=session, study_uid=study_uid)
             if study is not None and fingerprint is not None and study.analysed_fingerprint == fingerprint:
                 log.info("study %s: same files as its stored analysis; nothing to do", study_uid)
+                settle_unchanged(session=session, study_uid=study_uid)
                 return "unchanged"
             mark_analysing(session=session, study_uid=study_uid)
         started = datetime.now(timezone.utc)

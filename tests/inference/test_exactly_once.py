@@ -144,3 +144,16 @@ def test_resend_with_a_new_instance_makes_a_new_version_and_keeps_claim_and_repo
     with session_scope(open_database(settings)) as s:
         report = queries.get_report(session=s, study_id=sid)
     assert report is not None and report.signed_by == "reader1"
+
+
+def test_a_resend_racing_the_analysis_does_not_leave_the_study_queued(tmp_path, settings):
+    """Test that when a registration marked the study queued just after the analysis of the same files was
+    stored, the leftover message puts it back to ready instead of leaving it queued forever."""
+    vol, _ = write_study(tmp_path / "s")
+    _ingest(tmp_path / "s", settings)
+    assert _drain(settings) == ["ready"]
+    with session_scope(open_database(settings)) as s:
+        queries.mark_queued(session=s, study_uid=vol.study_uid)  # the racing registration
+    assert process_study(vol.study_uid, settings) == "unchanged"
+    study = _study(settings, vol.study_uid)
+    assert study.status == "ready" and study.analysis_version == 1 and len(_runs(settings, vol.study_uid)) == 1
