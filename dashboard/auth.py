@@ -92,6 +92,17 @@ def add_user(*, session: Session, username: str, password: str, role: str = "rad
     return SignedIn(user.username, user.role)
 
 
+def set_password(*, session: Session, username: str, password: str) -> bool:
+    """Give an account a new password (hashed) and end its sign-in sessions; False if there is no such account.
+
+    Raises:
+        ValueError: the password is too short.
+    """
+    return queries.set_user_password_hash(
+        session=session, username=username.strip(), password_hash=hash_password(password)
+    )
+
+
 @dataclass(frozen=True)
 class SignInResult:
     """The signed-in account, or None with the message to show (wrong password, back-off, lockout)."""
@@ -125,7 +136,7 @@ def sign_in(
         return SignInResult(None, refusal.message)
     user = queries.get_user(session=session, username=name)
     ok = verify_password(user.password_hash if user else _DUMMY_HASH, password) and bool(user and user.active)
-    if not ok:
+    if not ok or user is None:
         queries.record_event(
             session=session, actor="anonymous", action="sign_in_failed", detail={"username": name[:64]}
         )

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal, overload
 
 log = logging.getLogger(__name__)
 APP = Path(__file__).resolve().parent / "app.py"
@@ -86,6 +86,24 @@ def streamlit_command(port: int, host: str = "127.0.0.1", settings=None) -> list
     ]  # fmt: skip
 
 
+@overload
+def serve(
+    port: int,
+    host: str = ...,
+    *,
+    block: Literal[True] = ...,
+    env: Mapping[str, str] | None = ...,
+    output: IO[str] | None = ...,
+) -> int: ...
+@overload
+def serve(
+    port: int,
+    host: str = ...,
+    *,
+    block: Literal[False],
+    env: Mapping[str, str] | None = ...,
+    output: IO[str] | None = ...,
+) -> subprocess.Popen: ...
 def serve(
     port: int,
     host: str = "127.0.0.1",
@@ -214,6 +232,27 @@ def _cmd_user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_user_passwd(args: argparse.Namespace) -> int:
+    import secrets
+
+    from dashboard.auth import set_password
+    from db.session import SchemaError
+
+    try:
+        password = secrets.token_urlsafe(12) if args.generate else _read_password(args)
+        with _session() as s:
+            ok = set_password(session=s, username=args.name, password=password)
+    except (ValueError, SchemaError) as exc:
+        print(f"triage user passwd: {exc}", file=sys.stderr)
+        return 2
+    if not ok:
+        print(f"triage user passwd: no user {args.name!r}", file=sys.stderr)
+        return 2
+    shown = f": {password}" if args.generate else ""
+    print(f"password of {args.name} changed{shown} (its open sign-ins are ended)")
+    return 0
+
+
 def _cmd_user_list(args: argparse.Namespace) -> int:
     from db import queries
 
@@ -257,6 +296,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--role", choices=("radiologist", "admin"), default="radiologist")
     add.add_argument("--password-stdin", action="store_true", help="read the password from one line of stdin")
     add.set_defaults(func=_cmd_user_add)
+    pw = usub.add_parser("passwd", help="set a new password (asks for it; --generate makes and prints one)")
+    pw.add_argument("name")
+    how = pw.add_mutually_exclusive_group()
+    how.add_argument("--password-stdin", action="store_true", help="read the password from one line of stdin")
+    how.add_argument("--generate", action="store_true", help="generate a random password and print it")
+    pw.set_defaults(func=_cmd_user_passwd)
     usub.add_parser("list", help="list accounts").set_defaults(func=_cmd_user_list)
     q = usub.add_parser("unlock", help="lift a sign-in lockout (after too many failed sign-ins)")
     q.add_argument("name")

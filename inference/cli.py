@@ -15,6 +15,7 @@ import sys
 # ``func`` (called with the parsed namespace, returns an exit code).
 COMMAND_MODULES = (
     "inference.commands",
+    "inference.peers.cli",
     "inference.synth.cli",
     "inference.training.cli",
     "inference.demo",

@@ -191,13 +191,19 @@ def register_service_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from inference.config import ModelDirMissing
     from inference.dicom.quality import UnusableStudy
     from inference.engine import ModelIntegrityError, ModelMissingError
+    from inference.findings import get_kind
+    from inference.model_card import CardError
     from inference.triage import analyze_study_dir
 
     settings = get_settings()
     try:
         outcome = analyze_study_dir(args.path, settings=settings, save=args.save, outputs=args.save)
+    except ModelDirMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -207,7 +213,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(f"error: unusable input: {issue}", file=sys.stderr)
         return 2
-    except (ModelMissingError, ModelIntegrityError) as exc:
+    except (ModelMissingError, ModelIntegrityError, CardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     result = outcome.result
@@ -225,12 +231,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         where = ", ".join(f"{c:.1f}" for c in f.center_mm)
         size = (
             f", {f.diameter_mm:.1f} mm, {f.volume_ml:.3f} ml, {f.texture}, Lung-RADS {f.lung_rads} (suggested)"
-            if f.kind in ("nodule", "mass")
+            if get_kind(f.kind).segmented
             else f", {f.location or 'location unknown'}"
         )
         print(f"  - {f.kind} p={f.probability:.2f} at LPS ({where}) mm, voxel {list(f.center_voxel)}{size}")
-    for r in result.quality.get("reasons", []):
-        print(f"  [warning] {r.get('code')}: {r.get('message')}")
+    for r in result.quality.reasons:
+        print(f"  [{r.severity}] {r.code}: {r.message}")
     print(f"  provider {result.provider}; total {result.timings_ms.get('total', 0) / 1000:.1f} s")
     if outcome.folder:
         print(f"  saved to {outcome.folder}")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import Engine
 
 from inference.config import Settings
 from inference.dicom.inbox import IngestReport
@@ -59,56 +60,18 @@ def scanner_profile(header: dict[str, Any]) -> str | None:
     return " / ".join(p for p in parts if p) or None
 
 
-def open_database(settings: Settings):
-    """The database engine; a fresh embedded SQLite database (no ``TRIAGE_DATABASE_URL``) is created on first use.
+def open_database(settings: Settings) -> Engine:
+    """The database engine of ``settings`` (``db.session.open_database``: a fresh embedded SQLite database, no
+    ``TRIAGE_DATABASE_URL``, is created on first use).
 
     Raises:
-        db.migrate.SchemaError: a configured (or existing but outdated) database is not at the newest schema;
-            the message names ``triage db upgrade``.
+        db.migrate.SchemaError: a configured (or existing but outdated) database is not at the newest schema.
     """
-    from db.migrate import SchemaError, current_revision, upgrade
-    from db.session import create_db_engine, get_engine
-
-    url = settings.resolved_database_url
-    try:
-        return get_engine(url)
-    except SchemaError:
-        if settings.database_url is not None:
-            raise
-    # the receiver, the worker and the dashboard may all start on a fresh data directory at once: one of them
-    # creates the schema while the others wait on the lock, then find it there
-    with _schema_lock(settings.data_dir):
-        try:
-            return get_engine(url)
-        except SchemaError:
-            pass
-        fresh = create_db_engine(url)
-        try:
-            if current_revision(fresh) is not None:
-                raise
-            upgrade(fresh)
-            log.info("created the embedded database schema")
-        finally:
-            fresh.dispose()
-    return get_engine(url)
-
-
-@contextmanager
-def _schema_lock(data_dir: Path):
-    """An exclusive lock across processes (``fcntl.flock`` on ``DATA_DIR/.schema.lock``; POSIX)."""
-    import fcntl
-
+    from db.session import open_database as open_db
     from inference.private import secure_data_dir
 
-    secure_data_dir(data_dir)
-    import os
-
-    with os.fdopen(os.open(data_dir / ".schema.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    secure_data_dir(settings.data_dir)  # 0700, also when it already existed with a laxer mode
+    return open_db(settings.resolved_database_url, data_dir=settings.data_dir, create=settings.database_url is None)
 
 
 def register_and_queue(study_uids: Iterable[str], *, settings: Settings, queue: bool = True) -> list[str]:

@@ -29,9 +29,10 @@ log = logging.getLogger(__name__)
 
 
 def _engine(settings: Settings):
-    from inference.intake import open_database
+    from db.session import open_database
 
-    return open_database(settings)
+    embedded = settings.database_url is None  # the embedded SQLite database gets its schema on first use
+    return open_database(settings.resolved_database_url, data_dir=settings.data_dir, create=embedded)
 
 
 def _short_reason(exc: BaseException) -> str:
@@ -90,10 +91,11 @@ def process_study(study_uid: str, settings: Settings | None = None) -> str:
         Exception: anything unexpected (the queue retries, then ``analyze_task`` marks the study failed).
     """
     from db.lease import LeaseLost, acquire_lease, release_lease, settle_unchanged
-    from db.queries import get_study, mark_analysing, mark_unsuitable, store_case_result
+    from db.queries import get_study, mark_analysing, mark_unsuitable, store_analysis
     from db.session import session_scope
     from inference.dicom.inbox import inbox_fingerprint
     from inference.dicom.quality import UnusableStudy
+    from inference.schema import QualityReason
     from inference.triage import analyze_study_dir
 
     settings = settings or get_settings()
@@ -104,7 +106,7 @@ def process_study(study_uid: str, settings: Settings | None = None) -> str:
     stored = False
     with session_scope(engine) as session:
         if not acquire_lease(session=session, study_uid=study_uid, owner=owner, ttl_s=ttl):
-            log.info("study %s is being analysed by another worker; left alone", study_uid)
+            log.info("study %s is being analysed by another worker (or unknown); left alone", study_uid)
             return "busy"
     try:
         fingerprint = inbox_fingerprint(study_dir)
@@ -116,32 +118,38 @@ def process_study(study_uid: str, settings: Settings | None = None) -> str:
                 return "unchanged"
             mark_analysing(session=session, study_uid=study_uid)
         started = datetime.now(timezone.utc)
+        _fetch_priors(study_uid, settings)
         with _Heartbeat(engine, study_uid, owner, ttl):
             try:
                 outcome = analyze_study_dir(study_dir, settings=settings)
             except UnusableStudy as exc:
+                reasons = [QualityReason.model_validate(r) for r in exc.reasons]
                 reason = "; ".join(f"{i.code}: {i.message}. {i.advice}" for i in exc.issues)
                 with session_scope(engine) as session:
                     mark_unsuitable(
                         session=session,
                         study_uid=study_uid,
                         reason=reason,
-                        run={"started_at": started, "error": reason},
+                        reasons=reasons,
+                        started_at=started,
                         lease_owner=owner,
                         fingerprint=fingerprint,
                     )
                 stored = True
                 return "unsuitable"
             with session_scope(engine) as session:
-                store_case_result(
+                store_analysis(
                     session=session,
-                    result=outcome.result.to_dict(),
-                    pe_threshold=outcome.pe_threshold,
+                    result=outcome.result,
                     started_at=started,
                     lease_owner=owner,
                     fingerprint=fingerprint,
                 )
                 stored = True
+        if outcome.outputs:
+            from inference.peers.delivery import plan_deliveries
+
+            plan_deliveries(study_uid, outcome.outputs, settings=settings)
         log.info("study %s ready (%d findings)", study_uid, len(outcome.result.findings))
         return "ready"
     except LeaseLost:
@@ -172,8 +180,21 @@ def _requeue_if_changed(study_uid: str, settings: Settings, engine) -> None:
         log.warning("could not re-check study %s: %s", study_uid, type(exc).__name__)
 
 
+def _fetch_priors(study_uid: str, settings: Settings) -> None:
+    """Look for the patient's earlier CT (own database, then query peers) before analysing; never fatal."""
+    if not settings.priors_enabled:
+        return
+    try:
+        from inference.peers.priors import fetch_priors
+
+        fetch_priors(study_uid, settings=settings)
+    except Exception as exc:
+        log.warning("study %s: prior studies not fetched: %s", study_uid, _short_reason(exc))
+
+
 def analyze_task(study_uid: str, task: Any = None) -> str:
-    """Huey task body (registered in ``inference.queue``): process, or mark failed after the last retry."""
+    """The ``analyze_study`` task body (installed on the queue by ``consumer``): process, or mark failed
+    after the last retry."""
     settings = get_settings()
     try:
         return process_study(study_uid, settings)
@@ -237,17 +258,27 @@ def _recovery_loop(settings: Settings, stop: threading.Event) -> None:
             log.warning("recovery check failed: %s", type(exc).__name__)
 
 
+def make_consumer(settings: Settings, *, workers: int = 1):
+    """A Huey consumer of the configured queue that runs ``analyze_task``, after re-queueing interrupted
+    analyses (``recover_orphans``). Refuses an outdated database schema."""
+    from inference.queue import get_queue, set_analysis_handler
+
+    _engine(settings)  # refuse to start on an outdated schema
+    set_analysis_handler(analyze_task)
+    huey, _ = get_queue(settings)
+    recover_orphans(settings)
+    return huey.create_consumer(workers=workers, worker_type="thread", periodic=False, check_worker_health=True)
+
+
 def run_worker(settings: Settings | None = None, *, workers: int = 1, max_seconds: float | None = None) -> None:
     """Run the consumer until interrupted (or for ``max_seconds``, for tests and demos)."""
     settings = settings or get_settings()
-    from inference.queue import get_queue
+    from inference.peers.delivery import DeliveryLoop
 
-    _engine(settings)  # refuse to start on an outdated schema
-    huey, _ = get_queue(settings)
-    recover_orphans(settings)
-    stop = threading.Event()
+    consumer = make_consumer(settings, workers=workers)
+    deliveries = DeliveryLoop(settings).start()  # results to the PACS peers, with retries (state in the db)
+    stop = threading.Event()  # expired leases (killed workers) are taken over every lease TTL
     threading.Thread(target=_recovery_loop, args=(settings, stop), name="recovery", daemon=True).start()
-    consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=False, check_worker_health=True)
     try:
         if max_seconds is None:
             consumer.run()
@@ -259,3 +290,4 @@ def run_worker(settings: Settings | None = None, *, workers: int = 1, max_second
         consumer.stop(graceful=True)
     finally:
         stop.set()
+        deliveries.stop()

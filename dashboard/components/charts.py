@@ -21,7 +21,7 @@ LAYOUT = {
 }
 
 
-def bootstrap_medians(values: Sequence[float], rng: np.random.Generator, n_boot: int = 2000) -> np.ndarray:
+def bootstrap_medians(values: Sequence[float] | np.ndarray, rng: np.random.Generator, n_boot: int = 2000) -> np.ndarray:
     """``n_boot`` draws of the median of a bootstrap resample (n values with replacement) of ``values``.
 
     Exact and O(n log n + n_boot) instead of O(n_boot * n): a resample is ``sorted[floor(n * U)]`` for n
@@ -162,16 +162,26 @@ def weekly_figure(rows: list[dict[str, Any]]) -> go.Figure:
     fig = go.Figure()
     for arm in ("ai_shown", "ai_hidden"):
         pts = [r for r in rows if r["arm"] == arm]
+        med = [(r["median_s"] or 0) / 60 for r in pts]
+        hi = [None if r.get("ci95_high_s") is None else r["ci95_high_s"] / 60 - m for r, m in zip(pts, med)]
+        lo = [None if r.get("ci95_low_s") is None else m - r["ci95_low_s"] / 60 for r, m in zip(pts, med)]
         fig.add_trace(
             go.Scatter(
                 x=[r["week"] for r in pts],
-                y=[(r["median_s"] or 0) / 60 for r in pts],
+                y=med,
                 mode="lines+markers",
                 name=ARM_LABEL[arm],
                 line={"color": ARM_COLOUR[arm]},
+                error_y={"type": "data", "array": hi, "arrayminus": lo, "visible": True},
+                text=[f"n={r['n']}" for r in pts],
             )
         )
-    fig.update_layout(**LAYOUT, title="Median reading time per week (min)")
+    fig.update_layout(
+        **LAYOUT,
+        title="Median reading time per week (min), 95 % bootstrap CI (weeks with ≥ 3 cases)",
+        xaxis_title="ISO week",
+        yaxis_title="median reading time (min)",
+    )
     return fig
 
 
@@ -188,10 +198,12 @@ def calibration_figure(tables: dict[str, list[dict[str, Any]]]) -> go.Figure:
             go.Scatter(
                 x=[r["mean_score"] for r in rows],
                 y=[r["observed"] for r in rows],
-                mode="lines+markers",
+                mode="lines+markers+text",
                 name=kind,
                 line={"color": colour},
+                marker={"size": [6 + min(14, r["n"]) for r in rows]},
                 text=[f"n={r['n']}" for r in rows],
+                textposition="top center",
             )
         )
     fig.update_layout(
@@ -208,5 +220,10 @@ def scatter_figure(xy: np.ndarray, groups: list[str], title: str) -> go.Figure:
     for g in sorted(set(groups)):
         m = np.asarray([x == g for x in groups])
         fig.add_trace(go.Scatter(x=xy[m, 0], y=xy[m, 1], mode="markers", name=g, marker={"size": 8}))
-    fig.update_layout(**LAYOUT, title=title, xaxis={"showticklabels": False}, yaxis={"showticklabels": False})
+    fig.update_layout(
+        **LAYOUT,
+        title=title,
+        xaxis={"showticklabels": False, "title": "component 1 (no unit: distances only)"},
+        yaxis={"showticklabels": False, "title": "component 2"},
+    )
     return fig

@@ -29,7 +29,6 @@ from inference.volume import Volume
 log = logging.getLogger(__name__)
 
 HU_MIN, HU_MAX = -1024, 3071
-ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
 ADVICE.setdefault("multiple_studies", "Give one study at a time (or its StudyInstanceUID).")
 
 

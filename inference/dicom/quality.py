@@ -108,7 +108,7 @@ class Geometry:
 
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     c = abs(float(np.dot(a, b)) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
-    return float(np.degrees(np.arccos(min(1.0, c))))
+    return float(np.degrees(np.arccos(min(1.0, float(c)))))
 
 
 def check_stack(

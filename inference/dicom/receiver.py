@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydicom.uid import (
     JPEG2000,
@@ -45,7 +46,7 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # generated at import
 
 from inference.config import Settings, get_settings
 from inference.dicom.inbox import store_bytes
@@ -190,7 +191,7 @@ class Receiver:
         self.tracker = StudyTracker(self.settings.study_quiet_period_s, self._complete)
         self._transfers: dict[int, _Transfer] = {}
         self._lock = threading.Lock()
-        self.server = None
+        self.server: Any = None  # pynetdicom ThreadedAssociationServer once started
         self.stats = {"stored": 0, "duplicate": 0, "replaced": 0, "quarantined": 0, "refused": 0}
 
     # --- default hooks: database + queue ---------------------------------------------------------------
@@ -260,7 +261,10 @@ class Receiver:
             return STATUS_CANNOT_UNDERSTAND
         if outcome.study_uid:
             self._note_instance(event.assoc, outcome.study_uid)
-        if outcome.study_uid and self.tracker.touch(outcome.study_uid):
+        # only new or changed instances (re)start a study's quiet period: a PACS re-sending what we have (its
+        # routing rule firing again once our results joined the study) must not queue the study again
+        new = outcome.status in ("stored", "replaced")
+        if new and outcome.study_uid and self.tracker.touch(outcome.study_uid):
             try:
                 self.on_first_instance(outcome.study_uid)
             except Exception as exc:
@@ -302,9 +306,13 @@ class Receiver:
             folder = self.transfers_dir / study_uid
             if transfer.released:
                 live = self._live_tokens()
+                cut_before = False
                 for marker in folder.glob("*") if folder.is_dir() else []:
                     if marker.name not in live:
+                        cut_before = cut_before or marker.name != transfer.token
                         marker.unlink(missing_ok=True)
+                if cut_before:  # a complete re-send of a cut transfer, even of instances all kept: queue it
+                    self.tracker.touch(study_uid)
                 continue
             log.warning("association ended without release during study %s: incomplete transfer", study_uid)
             self.tracker.forget(study_uid)
@@ -326,20 +334,21 @@ class Receiver:
     # --- life cycle --------------------------------------------------------------------------------------
     def resume_incomplete(self) -> list[str]:
         """Track inbox studies that were received but never queued (e.g. the receiver was restarted)."""
-        resumed = []
+        resumed: list[str] = []
         inbox = self.settings.inbox_dir
         if not inbox.is_dir():
             return resumed
         known: dict[str, str] = {}
         try:
             import sqlalchemy as sa
+            from sqlmodel import col
 
             from db.models import Study
             from db.session import session_scope
             from inference.intake import open_database
 
             with session_scope(open_database(self.settings)) as session:
-                known = dict(session.execute(sa.select(Study.study_uid, Study.status)).all())
+                known = dict(session.execute(sa.select(col(Study.study_uid), col(Study.status))).all())
         except Exception as exc:
             log.warning("cannot read study states (%s); re-checking every inbox study", type(exc).__name__)
         for study_dir in sorted(p for p in inbox.iterdir() if p.is_dir()):
@@ -357,7 +366,7 @@ class Receiver:
         return resumed
 
     def start(self) -> None:
-        handlers = [
+        handlers: list[Any] = [
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_ACCEPTED, self._on_assoc),

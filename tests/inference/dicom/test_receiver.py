@@ -103,6 +103,8 @@ def test_storescu_study_lands_in_inbox_once_and_completes_after_quiet_period(rec
     assert out.returncode == 0
     assert receiver.stats["duplicate"] == len(paths)
     assert len(list(receiver.settings.inbox_dir.rglob("*.dcm"))) == len(paths)
+    time.sleep(3 * receiver.settings.study_quiet_period_s)
+    assert receiver.completed == [vol.study_uid]  # nothing new arrived: not queued again
 
 
 def test_storescu_compressed_transfer_syntax(receiver, tmp_path):

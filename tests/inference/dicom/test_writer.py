@@ -87,7 +87,9 @@ def test_no_nodule_means_no_seg_but_an_sr(tmp_path, settings):
     """Test that a study without nodule findings gets an SR and no SEG."""
     write_study(tmp_path / "s")
     vol = read_volume(tmp_path / "s")
-    result = CaseResult(vol.study_uid, vol.series_uid, {"nodule": 0.02, "embolism": 0.01, "priority": 0.03})
+    result = CaseResult(
+        study_uid=vol.study_uid, series_uid=vol.series_uid, scores={"nodule": 0.02, "embolism": 0.01, "priority": 0.03}
+    )
     (tmp_path / "out").mkdir()
     out = write_outputs(tmp_path / "out", tmp_path / "s", vol, result, np.zeros(vol.shape, np.uint8))
     assert out["seg"] is None

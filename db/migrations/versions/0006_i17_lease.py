@@ -1,7 +1,7 @@
 """Hardening (#17): worker lease and analysis version on ``study``, the ``incomplete`` status, sign-in throttle.
 
-Revision ID: 0004_i17_lease
-Revises: 0003_study_arm_draw
+Revision ID: 0006_i17_lease
+Revises: 0005_i15_delivery
 Create Date: 2026-11-29
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_i17_lease"
-down_revision = "0003_study_arm_draw"
+revision = "0006_i17_lease"
+down_revision = "0005_i15_delivery"
 branch_labels = None
 depends_on = None
 
