@@ -201,9 +201,8 @@ def performance(summary: dict[str, Any], url: str, version: tuple[Any, ...]) -> 
                 + (f", {perf['unscored']} not scored (left out)" if perf["unscored"] else "")
             )
             rows = [{k: v for k, v in r.items() if k != "key"} for r in perf["rows"]]
-            for r in rows:
-                if r["value"] is None:
-                    r["value"] = "too few"
+            for r in rows:  # one type per column: text
+                r["value"] = "too few" if r["value"] is None else f"{r['value']:.3f}"
             table(rows, f"ai_performance_{kind.lower()}", f"perf_{kind}")
         st.markdown("##### Findings added by readers (the AI did not report them)")
         table(

@@ -64,9 +64,12 @@ def test_annotate_sets_locations_of_findings():
     hu = np.full((100, 40, 60), -1000, np.int16)
     hu[:, :, 2:58] = 40
     vol = Volume(hu=hu, spacing_mm=(2.5, 1.0, 1.0))
-    nod = Finding("nodule", 0.8, (0.0, 0.0, 0.0), (85, 20, 10), label=1)
-    other = Finding("nodule", 0.5, (0.0, 0.0, 0.0), (85, 20, 10), label=2, location="RUL")
-    pe = Finding("embolism", 0.9, (0.0, 0.0, 0.0), (50, 20, 30))
+    origin = (0.0, 0.0, 0.0)
+    nod = Finding(kind="nodule", probability=0.8, center_mm=origin, center_voxel=(85, 20, 10), label=1)
+    other = Finding(
+        kind="nodule", probability=0.5, center_mm=origin, center_voxel=(85, 20, 10), label=2, location="RUL"
+    )
+    pe = Finding(kind="embolism", probability=0.9, center_mm=origin, center_voxel=(50, 20, 30))
     mask = np.zeros(hu.shape, np.uint8)
     mask[50, 20, 29:31] = 1
     anatomy.annotate(
