@@ -219,7 +219,14 @@ def run_soak(
                 running = None
             if running is None and batches:
                 kind, items = batches.pop(0)
-                if kind == "new":  # one more instance each: a new analysis version
+                if kind == "new":  # studies already analysed get one more instance each: a new analysis version
+                    state = _state(engine)
+                    done = [(u, p) for u, p in studies if (state.get(u) or {}).get("status") == "ready"]
+                    if len(done) < len(items):
+                        batches.insert(0, (kind, items))  # not yet: wait until enough studies are analysed
+                        time.sleep(0.5)
+                        continue
+                    items = rng.sample(done, len(items))
                     paths = [extra_instance(path, work / "extra" / uid[-12:], "late").parent for uid, path in items]
                     result.changed_resends += [uid for uid, _ in items]
                 else:  # the second half arriving, or the same files again (nothing may change)
