@@ -40,9 +40,10 @@ def sign_in_page() -> None:
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         with data.session() as s:
-            user = auth.authenticate(session=s, username=username, password=password)
+            outcome = auth.sign_in(session=s, username=username, password=password, address=st.context.ip_address)
+        user = outcome.user
         if user is None:
-            st.error("Unknown user or wrong password.")
+            st.error(outcome.message)
         else:
             hours = data.settings().session_hours
             with data.session() as s:

@@ -1,14 +1,16 @@
-"""Sign-in sessions of the dashboard: an opaque random token the browser keeps in a cookie, so a page
-reload does not sign the reader out.
+"""Sign-in sessions of the dashboard: an opaque random token the browser keeps in a cookie, so a page reload does
+not sign the reader out.
 
-Only the SHA-256 of the token is stored (``AuthSession.token_hash``); a stolen database does not yield
-usable tokens. A token is valid until ``expires_at``, until it is revoked (sign-out), or until its user
-is disabled. Every function commits its own transaction.
+Only an HMAC-SHA256 of the token, keyed with ``TRIAGE_SECRET_KEY``, is stored (``AuthSession.token_hash``): a
+stolen database yields no usable token and, without the key, not even a way to test guesses offline; changing
+the key signs everybody out. A token is valid until ``expires_at``, until it is revoked (sign-out), or until
+its user is disabled. Every function commits its own transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from datetime import datetime, timedelta
 
@@ -24,9 +26,15 @@ _U = table_of(User)
 TOKEN_BYTES = 32
 
 
-def token_hash(token: str) -> str:
-    """The stored form of a token (hex SHA-256)."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+def _secret() -> bytes:
+    from inference.config import get_settings
+
+    return get_settings().secret_key.encode("utf-8")
+
+
+def token_hash(token: str, key: bytes | None = None) -> str:
+    """The stored form of a token: hex HMAC-SHA256 keyed with ``TRIAGE_SECRET_KEY`` (or ``key``)."""
+    return hmac.new(key if key is not None else _secret(), token.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def create_auth_session(*, session: Session, username: str, hours: float, now: datetime | None = None) -> str:

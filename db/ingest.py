@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from db.lease import finish_lease
 from db.models import AnalysisRun, AuditEvent, Finding, Series, Study, StudyStatus
 from db.types import as_utc, table_of, utcnow
 from inference.findings import get_kind
@@ -178,27 +179,48 @@ def _upsert_series(session: Session, study_id: int, item: Mapping[str, Any]) -> 
         session.execute(sa.insert(_SERIES).values(series_uid=uid, study_id=study_id, **values))
 
 
+#: States a new analysis never changes: the reader's claim and the signed report stay as they are.
+READING_STATES = (StudyStatus.in_review.value, StudyStatus.signed.value)
+
+
 def _set_status(session: Session, study_uid: str, status: StudyStatus, **values: Any) -> bool:
-    """Move a study to ``status`` unless it is signed. Returns whether it moved."""
+    """Move a study to ``status`` unless it is in review or signed. Returns whether it moved."""
     study_id = _study_id(session, study_uid)
     moved = session.connection().execute(
         sa.update(_STUDY)
-        .where(_STUDY.c.id == study_id, _STUDY.c.status != StudyStatus.signed.value)
+        .where(_STUDY.c.id == study_id, _STUDY.c.status.not_in(READING_STATES))
         .values(status=status.value, **values)
     ).rowcount
     session.commit()
-    log.info("study %s -> %s%s", study_uid, status.value, "" if moved else " (refused: signed)")
+    log.info("study %s -> %s%s", study_uid, status.value, "" if moved else " (kept: in review or signed)")
     return bool(moved)
 
 
 def mark_queued(*, session: Session, study_uid: str) -> bool:
-    """The study is complete and waits for analysis. Returns False if it was already signed."""
+    """The study is complete and waits for analysis. Returns False if it is in review or signed (it keeps
+    that state; a new analysis version is stored beside it)."""
     return _set_status(session, study_uid, StudyStatus.queued, queued_at=utcnow())
 
 
 def mark_analysing(*, session: Session, study_uid: str) -> bool:
-    """The worker picked the study up. Returns False if it was already signed."""
+    """The worker picked the study up. Returns False if it is in review or signed (state kept)."""
     return _set_status(session, study_uid, StudyStatus.analysing)
+
+
+def mark_incomplete(*, session: Session, study_uid: str, reason: str) -> bool:
+    """The transfer stopped mid-way (aborted association, receiver killed): ``incomplete``, waiting for a
+    re-send, never analysed as it is. A study in review or signed keeps its state. Audited."""
+    study_id = _study_id(session, study_uid)
+    moved = session.connection().execute(
+        sa.update(_STUDY)
+        .where(_STUDY.c.id == study_id, _STUDY.c.status.not_in(READING_STATES))
+        .values(status=StudyStatus.incomplete.value, attention_reason=reason, critical=False)
+    ).rowcount
+    if moved:
+        _audit(session, "incomplete_transfer", study_id, actor="receiver")
+    session.commit()
+    log.warning("study %s: %s", study_uid, reason)
+    return bool(moved)
 
 
 def _run_row(
@@ -250,7 +272,14 @@ def finding_row(finding: FindingResult, *, study_id: int, run_id: int) -> dict[s
     }
 
 
-def store_analysis(*, session: Session, result: CaseResult, started_at: datetime | None = None) -> int:
+def store_analysis(
+    *,
+    session: Session,
+    result: CaseResult,
+    started_at: datetime | None = None,
+    lease_owner: str | None = None,
+    fingerprint: str | None = None,
+) -> int:
     """Store one analysis: the run (models, operating points, timings), its findings and the study's scores,
     in one transaction.
 
@@ -263,10 +292,16 @@ def store_analysis(*, session: Session, result: CaseResult, started_at: datetime
         session: database session.
         result: the pipeline's ``CaseResult`` (the study must exist).
         started_at: when the analysis started.
+        lease_owner: the worker's lease (``db.lease``); the result is stored only while it holds it.
+        fingerprint: of the inbox files analysed (``analysed_fingerprint``; an identical re-send is a no-op).
 
     Returns:
         The id of the new ``AnalysisRun``. The study becomes ``ready`` (a study already in review or
-        signed keeps its state) and its critical flag and scores are replaced.
+        signed keeps its state, claim and report), its critical flag and scores are replaced and its
+        ``analysis_version`` goes up by one.
+
+    Raises:
+        db.lease.LeaseLost: ``lease_owner`` lost its lease; nothing is stored.
     """
     if not result.quality.ok:
         return mark_unsuitable(
@@ -275,6 +310,8 @@ def store_analysis(*, session: Session, result: CaseResult, started_at: datetime
             reason=result.quality.summary() or "input unsuitable",
             reasons=result.quality.reasons,
             started_at=started_at,
+            lease_owner=lease_owner,
+            fingerprint=fingerprint,
         )
     study_id = _study_id(session, result.study_uid)
     scores = result.scores
@@ -283,16 +320,20 @@ def store_analysis(*, session: Session, result: CaseResult, started_at: datetime
     if priority is None:
         known = [s for s in (nodule, embolism) if s is not None]
         priority = max(known) if known else None
+    finish_lease(session, study_id, lease_owner)
     run = _run_row(study_id, result=result, started_at=started_at, reasons=result.quality.reasons)
     run_id = session.execute(sa.insert(_RUN).values(**run).returning(_RUN.c.id)).scalar_one()
     rows = [finding_row(f, study_id=study_id, run_id=run_id) for f in result.findings]
     if rows:
         session.execute(sa.insert(_FINDING), rows)
-    keep = (StudyStatus.in_review.value, StudyStatus.signed.value)
+    keep = READING_STATES
+    extra: dict[str, Any] = {} if fingerprint is None else {"analysed_fingerprint": fingerprint}
     session.execute(
         sa.update(_STUDY)
         .where(_STUDY.c.id == study_id)
         .values(
+            **extra,
+            analysis_version=_STUDY.c.analysis_version + 1,
             nodule_score=nodule,
             embolism_score=embolism,
             priority=priority,
@@ -317,13 +358,18 @@ def _mark_attention(
     reason: str,
     reasons: Sequence[QualityReason],
     started_at: datetime | None,
+    lease_owner: str | None = None,
+    fingerprint: str | None = None,
 ) -> int:
     study_id = _study_id(session, study_uid)
+    finish_lease(session, study_id, lease_owner)
+    if fingerprint is not None:
+        session.execute(sa.update(_STUDY).where(_STUDY.c.id == study_id).values(analysed_fingerprint=fingerprint))
     run = _run_row(study_id, started_at=started_at, error=reason, reasons=reasons)
     run_id = session.execute(sa.insert(_RUN).values(**run).returning(_RUN.c.id)).scalar_one()
     session.execute(
         sa.update(_STUDY)
-        .where(_STUDY.c.id == study_id, _STUDY.c.status != StudyStatus.signed.value)
+        .where(_STUDY.c.id == study_id, _STUDY.c.status.not_in(READING_STATES))
         .values(
             status=status.value,
             attention_reason=reason,
@@ -354,10 +400,15 @@ def mark_unsuitable(
     reason: str,
     reasons: Sequence[QualityReason] = (),
     started_at: datetime | None = None,
+    lease_owner: str | None = None,
+    fingerprint: str | None = None,
 ) -> int:
     """The input failed the quality gate: the study needs attention with ``reason`` (one line); ``reasons``
-    (code, severity, message, advice each) are kept on the run for the review page. Returns the run id."""
-    return _mark_attention(session, study_uid, StudyStatus.unsuitable, reason, reasons, started_at)
+    (code, severity, message, advice each) are kept on the run for the review page. Returns the run id.
+    ``lease_owner`` / ``fingerprint`` as in ``store_analysis`` (an identical re-send is not re-checked)."""
+    return _mark_attention(
+        session, study_uid, StudyStatus.unsuitable, reason, reasons, started_at, lease_owner, fingerprint
+    )
 
 
 def latest_run(*, session: Session, study_id: int) -> AnalysisRun | None:

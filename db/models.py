@@ -40,10 +40,12 @@ class StudyStatus(str, Enum):
     signed = "signed"
     failed = "failed"
     unsuitable = "unsuitable"
+    #: the sender stopped mid-transfer (aborted association, receiver killed): waiting for a re-send
+    incomplete = "incomplete"
 
 
 #: States in which the AI result is missing for a reason a human must see ("needs attention").
-ATTENTION_STATUSES = (StudyStatus.failed.value, StudyStatus.unsuitable.value)
+ATTENTION_STATUSES = (StudyStatus.failed.value, StudyStatus.unsuitable.value, StudyStatus.incomplete.value)
 #: States shown on the worklist by default (everything not yet signed).
 OPEN_STATUSES = tuple(s.value for s in StudyStatus if s is not StudyStatus.signed)
 VERDICTS = ("confirmed", "rejected")
@@ -117,7 +119,8 @@ class Study(SQLModel, table=True):
     __tablename__ = "study"
     __table_args__ = (
         sa.CheckConstraint(
-            "status IN ('received', 'queued', 'analysing', 'ready', 'in_review', 'signed', 'failed', 'unsuitable')",
+            "status IN ('received', 'queued', 'analysing', 'ready', 'in_review', 'signed', 'failed', 'unsuitable', "
+            "'incomplete')",
             name="status",
         ),
         # Worklist: filter by status, order by critical / priority / arrival.
@@ -160,6 +163,13 @@ class Study(SQLModel, table=True):
     claimed_at: datetime | None = _ts()
     #: Reader-study draw in [0, 1) (``db.arms``): AI hidden when below ``ai_hidden_fraction``, until opened.
     arm_draw: float | None = None
+    #: The worker analysing the study holds a lease (``db.lease``): taken over only once expired.
+    lease_owner: str | None = _str(64)
+    lease_expires_at: datetime | None = _ts()
+    #: How many successful analyses the study has had (a re-send with new instances adds one).
+    analysis_version: int = Field(default=0, nullable=False, sa_column_kwargs={"server_default": "0"})
+    #: Fingerprint of the inbox files the latest analysis read; an identical re-send changes nothing.
+    analysed_fingerprint: str | None = _str(64)
     #: "results not delivered: <reason>" once a result delivery has used its last try (``Delivery``).
     delivery_error: str | None = Field(default=None, sa_type=sa.Text)
 
@@ -303,6 +313,21 @@ class StudyReport(SQLModel, table=True):
     impression: str | None = Field(default=None, sa_type=sa.Text)
     signed_by: str = _user_fk()
     signed_at: datetime = _ts(nullable=False)
+
+
+class SignInThrottle(SQLModel, table=True):
+    """Failed sign-ins per key (``user:NAME`` or ``addr:IP``): back-off until ``blocked_until``; a user key
+    that reached the lockout limit stays ``locked`` until an admin lifts it (``db.throttle``)."""
+
+    __tablename__ = "sign_in_throttle"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(sa_type=sa.String(160), unique=True, nullable=False)
+    failures: int = Field(default=0, nullable=False)
+    last_failure_at: datetime | None = _ts()
+    blocked_until: datetime | None = _ts()
+    locked: bool = Field(default=False, nullable=False)
+    locked_at: datetime | None = _ts()
 
 
 class AuditEvent(SQLModel, table=True):

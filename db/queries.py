@@ -28,11 +28,13 @@ from db.ingest import (
     latest_run,
     mark_analysing,
     mark_failed,
+    mark_incomplete,
     mark_queued,
     mark_unsuitable,
     store_analysis,
     upsert_study,
 )
+from db.lease import updated_since_opened
 from db.review import (
     ClaimResult,
     ReviewConflict,
@@ -83,6 +85,7 @@ __all__ = [
     "list_users",
     "mark_analysing",
     "mark_failed",
+    "mark_incomplete",
     "mark_queued",
     "mark_unsuitable",
     "open_reading_session",
@@ -105,6 +108,7 @@ __all__ = [
     "sign_report",
     "store_analysis",
     "turnaround_by_priority",
+    "updated_since_opened",
     "upsert_study",
     "validate_auth_session",
     "worklist",

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from inference.private import restrict_umask
+
+    restrict_umask()  # everything the service writes (data dir, database, queue, results) is private: 0700/0600
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

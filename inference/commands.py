@@ -100,11 +100,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     else:
         print(
             f"stored {summary['stored']} file(s), {summary['duplicates']} already present, "
-            f"{len(summary['quarantined'])} quarantined; {len(summary['studies'])} study(ies); "
+            f"{summary['replaced']} replaced, {len(summary['quarantined'])} quarantined, "
+            f"{len(summary['refused'])} refused; {len(summary['studies'])} study(ies); "
             f"{len(queued)} queued for analysis"
         )
         for q in summary["quarantined"]:
             print(f"  quarantined {q['file']}: {q['reason']}")
+        for q in summary["refused"]:
+            print(f"  refused {q['file']}: {q['reason']}")
         print(f"inbox: {settings.inbox_dir}")
     return 0
 

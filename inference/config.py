@@ -41,6 +41,29 @@ class QualityLimits(BaseSettings):
     axial_tolerance_deg: float = 15.0
     full_chest_extent_mm: float = 200.0
     position_tolerance_mm: float = 0.01
+    #: largest deviation of one slice step from the series' median step, as a fraction of that median; above
+    #: it the series is unusable (``uneven_spacing``): the volume would assume an even grid it does not have
+    spacing_tolerance: float = 0.1
+
+
+class IntakeLimits(BaseSettings):
+    """Limits of ``triage ingest`` (``TRIAGE_INTAKE__<NAME>``); each refusal names the limit in its reason."""
+
+    max_file_bytes: int = 2 * 1024**3  # one file, or one zip member uncompressed
+    max_zip_total_bytes: int = 64 * 1024**3  # all members of one zip, uncompressed
+    max_zip_ratio: float = 200.0  # uncompressed / compressed size of one member
+    max_zip_members: int = 100_000
+    quarantine_quota_bytes: int = 10 * 1024**3  # beyond it only the reason file is kept, not the bytes
+
+
+class SignInLimits(BaseSettings):
+    """Sign-in throttling (``TRIAGE_SIGNIN__<NAME>``): back-off per user and per address, then a lockout."""
+
+    free_failures: int = 3  # failed attempts before any back-off
+    backoff_base_s: float = 2.0  # first back-off; doubles with each further failure
+    backoff_max_s: float = 300.0
+    lock_after: int = 10  # consecutive failures of one user → locked until an admin unlocks
+    window_s: float = 3600.0  # failures older than this (and no lock) are forgotten
 
 
 class Peer(BaseModel):
@@ -112,7 +135,12 @@ class Settings(BaseSettings):
     receiver_port: int = 11112
     receiver_host: str = "127.0.0.1"
     receiver_allowed_callers: list[str] = []
+    receiver_max_associations: int = 10  # concurrent associations (idle TCP connections do not count)
+    receiver_acse_timeout_s: float = 5.0  # a connection that sends no association request is dropped
+    receiver_network_timeout_s: float = 60.0  # an association silent this long is aborted
+    receiver_max_pending: int = 64  # TCP connections waiting for their association request
     study_quiet_period_s: float = 30.0
+    lease_ttl_s: float = Field(default=30.0, gt=0)  # worker lease; renewed every third of it
     task_retries: int = 2  # analysis retries before a study is marked failed
     task_retry_delay_s: float = 5.0
     pacs_destination: str | None = None  # AE@host:port that receives our SEG and SR (legacy: one c-store peer)
@@ -128,6 +156,8 @@ class Settings(BaseSettings):
 
     series_rules: Path | None = None
     quality: QualityLimits = Field(default_factory=QualityLimits)
+    intake: IntakeLimits = Field(default_factory=IntakeLimits)
+    signin: SignInLimits = Field(default_factory=SignInLimits)
 
     secret_key: str = DEFAULT_SECRET
     demo_mode: bool = False
@@ -144,6 +174,8 @@ class Settings(BaseSettings):
     claim_stale_minutes: float = 30.0  # a claim idle this long (no activity in its case) may be taken over
     lung_rads_min_probability: float = 0.5  # a finding's suggested Lung-RADS is shown only from this probability
     session_hours: float = Field(default=12.0, gt=0)  # a sign-in survives browser reloads this long
+    tls_cert_file: Path | None = None  # HTTPS for `triage serve` (Streamlit's server.sslCertFile)
+    tls_key_file: Path | None = None
 
     @field_validator("pe_critical_threshold", mode="after")
     @classmethod

@@ -68,18 +68,25 @@ def open_database(settings: Settings) -> Engine:
         db.migrate.SchemaError: a configured (or existing but outdated) database is not at the newest schema.
     """
     from db.session import open_database as open_db
+    from inference.private import secure_data_dir
 
+    secure_data_dir(settings.data_dir)  # 0700, also when it already existed with a laxer mode
     return open_db(settings.resolved_database_url, data_dir=settings.data_dir, create=settings.database_url is None)
 
 
 def register_and_queue(study_uids: Iterable[str], *, settings: Settings, queue: bool = True) -> list[str]:
     """Upsert each inbox study in the database and put it on the analysis queue.
 
+    A study whose inbox files are exactly those of its stored analysis (an identical re-send) is registered
+    but neither moved nor queued: nothing changes. New or changed instances queue a new analysis version; a
+    study in review or signed keeps its state, claim and report meanwhile.
+
     Returns:
-        The study UIDs queued (a study already signed is registered but not queued again).
+        The study UIDs queued.
     """
     from db.queries import mark_queued, upsert_study
     from db.session import session_scope
+    from inference.dicom.inbox import inbox_fingerprint
     from inference.queue import enqueue_study
 
     engine = open_database(settings)
@@ -88,7 +95,7 @@ def register_and_queue(study_uids: Iterable[str], *, settings: Settings, queue: 
         study_dir = settings.inbox_dir / uid
         header, series_rows = study_header(study_dir)
         with session_scope(engine) as session:
-            upsert_study(
+            study = upsert_study(
                 session=session,
                 study_uid=uid,
                 header=header,
@@ -98,8 +105,11 @@ def register_and_queue(study_uids: Iterable[str], *, settings: Settings, queue: 
             )
             if not queue:
                 continue
-            if mark_queued(session=session, study_uid=uid):
-                queued.append(uid)
+            if study.analysed_fingerprint is not None and study.analysed_fingerprint == inbox_fingerprint(study_dir):
+                log.info("study %s: identical re-send, nothing changes", uid)
+                continue
+            mark_queued(session=session, study_uid=uid)
+            queued.append(uid)
         if queue and uid in queued:
             enqueue_study(uid, settings)
     return queued

@@ -84,7 +84,7 @@ def warnings(study, folder) -> None:
     if not_assessed(study):
         reasons = data.quality_reasons(study.id) if study.attention_reason else []
         text = "; ".join(reason_text(r) for r in reasons) if reasons else study.attention_reason
-        reason = f": {text}" if text else ""
+        reason = f": {safe_md(text)}" if text else ""  # header text in it stays inert (no links)
         st.error(
             f"Read on PACS, AI did not assess this study ({study.status}{reason}). Report it here as usual.",
             icon=":material/warning:",
@@ -97,7 +97,7 @@ def warnings(study, folder) -> None:
     full = data.settings().quality.full_chest_extent_mm
     notes = render_warnings(case, full)
     if notes:
-        st.warning(" · ".join(notes), icon=":material/report:")
+        st.warning(safe_md(" · ".join(notes)), icon=":material/report:")  # header text stays inert (no links)
 
 
 def reason_text(reason) -> str:
@@ -347,6 +347,7 @@ def render() -> None:
     with data.session() as s:
         study = queries.get_study(session=s, study_id=case.study_id)
         findings = queries.get_findings(session=s, study_id=case.study_id)
+        updated = queries.updated_since_opened(session=s, reading_session_id=case.reading_session_id)
     if study is None:
         st.error("This study is no longer in the database.")
         return
@@ -359,6 +360,12 @@ def render() -> None:
     keyboard(user, case, ai_findings)
     folder = data.case_folder(case.study_uid) if assessed else None
     header(study, case)
+    if updated:
+        st.warning(
+            "Updated since you opened it: new or changed images arrived and the AI analysed the study again "
+            f"(analysis version {study.analysis_version}). The images and findings below are the new ones.",
+            icon=":material/update:",
+        )
     warnings(study, folder)
     left, right = st.columns([3.1, 2], gap="small")
     with left:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import auth, data
-from db import queries
+from db import queries, throttle
 
 
 def render() -> None:
@@ -59,6 +59,16 @@ def render() -> None:
                     queries.record_event(
                         session=s, actor=user.username, action=f"user_{label.lower()}d", detail={"username": account}
                     )
+                st.rerun()
+    with data.session() as s:
+        locked = throttle.locked_users(session=s)
+    if locked:
+        with st.container(border=True):
+            st.markdown("##### Locked after too many failed sign-ins")
+            who = st.selectbox("Locked account", locked, key="unlock_user")
+            if who and st.button("Unlock", key="unlock"):
+                with data.session() as s:
+                    throttle.unlock(session=s, username=who, actor=user.username)
                 st.rerun()
     st.markdown("##### Audit trail (latest 100)")
     st.dataframe(

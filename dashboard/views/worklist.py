@@ -34,6 +34,7 @@ HEAD = ["Priority", "PE", "Nodule", "Top finding", "Waiting", "Status", "Scanner
 STATUS_LABEL = {
     "received": "received", "queued": "queued", "analysing": "analysing", "ready": "ready",
     "in_review": "in review", "signed": "signed", "failed": "FAILED", "unsuitable": "UNSUITABLE",
+    "incomplete": "INCOMPLETE (re-send)",
 }  # fmt: skip
 REVIEW_PAGE = "views/review.py"
 
@@ -140,7 +141,7 @@ def render() -> None:
         tops = data.top_findings_cached(url, ids)
         counts = data.status_counts(url)
         waiting = sum(counts.get(s, 0) for s in ("ready", "in_review"))
-        attention = sum(counts.get(s, 0) for s in ("failed", "unsuitable"))
+        attention = sum(counts.get(s, 0) for s in ("failed", "unsuitable", "incomplete"))
         st.caption(
             f"{waiting} to read · {counts.get('queued', 0) + counts.get('analysing', 0)} in analysis · "
             f"{attention} need attention · {counts.get('signed', 0)} signed — showing {len(shown)}"

@@ -60,6 +60,8 @@ HEADER_TAGS = (
     "PatientSex",
     "SeriesDate",
     "SeriesTime",
+    "ImagesInAcquisition",
+    "AcquisitionNumber",
 )
 
 

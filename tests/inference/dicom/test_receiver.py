@@ -12,6 +12,7 @@ from pydicom.uid import JPEGLSLossless
 
 from inference.config import Settings
 from inference.dicom.receiver import Receiver
+from tests.dcmtk import require_dcmtk
 from tests.factories import make_volume, write_study
 
 
@@ -22,10 +23,7 @@ def _free_port() -> int:
 
 
 def _dcmtk(name: str) -> str:
-    exe = shutil.which(name)
-    if exe is None:
-        pytest.skip(f"dcmtk's {name} is not installed (apt-get install dcmtk)")
-    return exe
+    return require_dcmtk(name)
 
 
 @pytest.fixture
