@@ -6,13 +6,21 @@ never trained or mined on). Each candidate keeps its classifier patch, peak segm
 Hessian features (``inference.models.nodule_features``), so a classifier can be re-scored without running
 the segmentation again (``--cache``: the candidate sets are stored as npz).
 
-A logistic calibration (ridge ``L2``) is fitted on the synthetic validation candidates for each feature set of
-``FEATURE_SETS``: the classifier logit + the seg-peak logit (``none``), plus standardised Hessian features. Each
-gets its operating point (report threshold): the calibrated probability at ``fp_per_scan`` false positives per
-scan on the synthetic validation split, raised where needed so that no real validation scan has more than
-``real_max_false`` false findings (lung2 sets the threshold, so its row in the real-CT table is in-sample for
-the threshold; it takes no part in the fit). The set that keeps the most true synthetic validation candidates
-at its operating point is chosen (then the higher 2-fold AUC, then fewer features).
+A logistic calibration (ridge ``L2``) is fitted for each feature set of ``FEATURE_SETS`` (the classifier logit +
+the seg-peak logit (``none``), plus standardised Hessian features) on the synthetic validation candidates
+**and the candidates of the real training scans** (``REAL_FIT_CASES``: the LIDC slabs, lung1 and the CTA crops,
+the scans ``real.TRAIN_CASES`` allows for mining). Real candidates outside every annotated lesion are hard
+negatives (on real CT these are vessel segments and bifurcations, which the synthetic lungs lack), those on a
+lesion are positives; candidates near another LIDC reader mark are left out. These scans are therefore
+in-sample for the calibration (``calibration.real_cases_fitted`` in the card; the real-CT table marks them
+``training``).
+
+Each fit gets its operating point (report threshold): the calibrated probability at ``fp_per_scan`` false
+positives per scan on the synthetic validation split, raised where needed so that no real validation scan has
+more than ``real_max_false`` false findings (lung2 sets the threshold, so its row in the real-CT table is
+in-sample for the threshold; it takes no part in the fit). The chosen set is, among those leaving at most
+``real_max_false`` false findings on every real full-thorax training scan at their operating point, the one
+keeping the most true synthetic validation candidates (then the higher 2-fold AUC, then fewer features).
 """
 
 from __future__ import annotations
@@ -84,14 +92,19 @@ def synthetic_set(n: int, engine: Engine, seg: str, size: tuple[int, ...], log=p
     return _collect(items(), engine, seg, size, log)
 
 
-def real_set(names: tuple[str, ...], engine: Engine, seg: str, size: tuple[int, ...], log=print) -> CandidateSet:
-    from inference.training.nodule.real import VALIDATION_CASES, load_case
+def real_set(names: tuple[str, ...], engine: Engine, seg: str, size: tuple[int, ...], log=print,
+             role: str = "validation") -> CandidateSet:
+    """Candidates of real scans labelled by their annotations (``role``: every name must have that role, so a
+    validation scan never enters the fit and a training scan never sets the threshold)."""
+    from inference.training.nodule.real import TRAIN_CASES, VALIDATION_CASES, load_case
     from inference.training.nodule.realtable import label_candidates
+
+    allowed = VALIDATION_CASES if role == "validation" else TRAIN_CASES
 
     def items():
         for name in names:
-            if name not in VALIDATION_CASES:
-                raise ValueError(f"{name} is not a real validation case")
+            if name not in allowed:
+                raise ValueError(f"{name} is not a real {role} case")
             case = load_case(name)
             yield name, case.volume, lambda cands, c=case: [
                 None if t == "exclude" else int(t.startswith("lesion"))
@@ -164,6 +177,14 @@ def _subset(cs: CandidateSet, m: np.ndarray) -> CandidateSet:
 
 L2 = 1.0  # ridge on the logistic weights: 12-40 true validation candidates, up to 6 weights
 FEATURE_SETS = {"none": (), "blob": ("blob",), "blob+tube": ("blob", "tube"), "all": FEATURES}
+REAL_FIT_CASES = ("LIDC-IDRI-0001", "LIDC-IDRI-0002", "LIDC-IDRI-0003", "lung1", "cta-aorta", "cta-pulmonary")
+
+
+def concat(a: CandidateSet, b: CandidateSet) -> CandidateSet:
+    """Both candidate sets as one (``b``'s scans numbered after ``a``'s)."""
+    return CandidateSet(np.concatenate([a.patches, b.patches]), np.concatenate([a.seg, b.seg]),
+                        np.concatenate([a.features, b.features]), np.concatenate([a.label, b.label]),
+                        np.concatenate([a.scan, b.scan + a.n_scans]), a.n_scans + b.n_scans, a.names + b.names)
 
 
 def false_by_scan(p: np.ndarray, cs: CandidateSet, thr: float) -> list[int]:
@@ -171,15 +192,19 @@ def false_by_scan(p: np.ndarray, cs: CandidateSet, thr: float) -> list[int]:
 
 
 def fit_and_choose(syn: CandidateSet, real: CandidateSet | None, model: LoadedModel, *, fp_per_scan: float = 1.0,
-                   real_max_false: int = 1, features: str = "auto") -> dict:
-    """Fit the calibration for each feature set of ``FEATURE_SETS`` (or the one named by ``features``), each
-    with its operating point, and choose (see the module docstring)."""
+                   real_max_false: int = 1, features: str = "auto", train: CandidateSet | None = None,
+                   full_thorax: tuple[str, ...] = ()) -> dict:
+    """Fit the calibration for each feature set of ``FEATURE_SETS`` (or the one named by ``features``) on the
+    synthetic validation candidates plus the real training candidates ``train``, each with its operating point,
+    and choose (see the module docstring)."""
     z, zr = raw_logits(syn, model), (raw_logits(real, model) if real is not None else None)
+    zt = raw_logits(train, model) if train is not None and len(train.label) else None
+    fit_set, zf = (concat(syn, train), np.concatenate([z, zt])) if zt is not None and train else (syn, z)
     out: dict = {}
     sets = FEATURE_SETS if features == "auto" else {features: tuple(f for f in features.split("+") if f in FEATURES)}
     for key, feats in sets.items():
-        X, norm = design(z, syn, feats)
-        w, b = M.fit_logistic(X, syn.label, l2=L2)
+        X, norm = design(zf, fit_set, feats)
+        w, b = M.fit_logistic(X, fit_set.label, l2=L2)
         params = params_of(w, b, norm)
         p = apply(params, z, syn)
         thr, _ = M.threshold_at_fp(p, syn.label, syn.n_scans, fp_per_scan)
@@ -199,6 +224,15 @@ def fit_and_choose(syn: CandidateSet, real: CandidateSet | None, model: LoadedMo
                         "lesion_probabilities": [round(float(x), 4) for x in pr[real.label]],
                         "top_negative_probabilities": [round(float(x), 4) for x in np.sort(pr[~real.label])[::-1][:5]]}
         thr_final = float(np.ceil(thr_final * 1e4) / 1e4)  # 4 decimals, rounded up (never admits one more)
+        train_rec = None
+        if zt is not None and train is not None:
+            pt = apply(params, zt, train)
+            false_t = false_by_scan(pt, train, thr_final)
+            train_rec = {"scans": list(train.names), "false_at_operating_point": false_t,
+                         "full_thorax_max_false": max((f for f, n in zip(false_t, train.names) if n in full_thorax),
+                                                      default=0),
+                         "lesion_probabilities": [round(float(x), 4) for x in pt[train.label]],
+                         "n_candidates": int(len(train.label)), "n_true": int(train.label.sum())}
         kept = p >= thr_final
         out[key] = {
             "features": list(feats), "params": params, "auc_validation": M.auc(p, syn.label),
@@ -206,15 +240,22 @@ def fit_and_choose(syn: CandidateSet, real: CandidateSet | None, model: LoadedMo
             "threshold_synthetic": round(thr_syn, 4), "threshold": float(thr_final),
             "synthetic_false_per_scan_at_threshold": float((kept & ~syn.label).sum() / max(syn.n_scans, 1)),
             "synthetic_true_share_at_threshold": float((kept & syn.label).sum() / max(syn.label.sum(), 1)),
-            "real": real_rec}
-    # more synthetic validation candidates kept at the operating point, then higher CV AUC, then fewer features
-    choice = max(out, key=lambda k: (round(out[k]["synthetic_true_share_at_threshold"], 3),
+            "real": real_rec, "real_training": train_rec}
+
+    def within_real_bound(k: str) -> bool:
+        rec = out[k]["real_training"]
+        return rec is None or rec["full_thorax_max_false"] <= real_max_false
+
+    # at most real_max_false false findings on each real full-thorax training scan, then more synthetic
+    # validation candidates kept at the operating point, then higher CV AUC, then fewer features
+    choice = max(out, key=lambda k: (within_real_bound(k), round(out[k]["synthetic_true_share_at_threshold"], 3),
                                      round(out[k]["auc_cv2"], 3), -len(out[k]["features"])))
     return {"fits": out, "choice": choice, "ece_before": M.ece(1 / (1 + np.exp(-z)), syn.label)}
 
 
 def calibrate(engine: Engine, seg: str, n: int, card_path: Path, *, write: bool = True, cache: Path | None = None,
-              real: tuple[str, ...] = ("lung2",), features: str = "auto", log=print) -> dict:
+              real: tuple[str, ...] = ("lung2",), features: str = "auto", fit_real: tuple[str, ...] = REAL_FIT_CASES,
+              log=print) -> dict:
     """Collect (or load) the validation candidates, fit, choose, and write the card's calibration + report
     threshold (``write``)."""
     from inference.training.nodule.real import available
@@ -227,22 +268,33 @@ def calibrate(engine: Engine, seg: str, n: int, card_path: Path, *, write: bool 
     if real and available():
         rs = cached(cache / f"val_real_{'_'.join(real)}.npz" if cache else None,
                     lambda: real_set(real, engine, seg, size, log))
-    fit = fit_and_choose(syn, rs, model, features=features)
+    ts = None
+    if fit_real and available():
+        ts = cached(cache / f"train_real_{'_'.join(fit_real)}.npz" if cache else None,
+                    lambda: real_set(fit_real, engine, seg, size, log, role="train"))
+    from inference.training.nodule.real import FULL_THORAX
+
+    fit = fit_and_choose(syn, rs, model, features=features, train=ts, full_thorax=FULL_THORAX)
     best = fit["fits"][fit["choice"]]
     cal = {"method": "logistic", "params": best["params"], "ece_before": fit["ece_before"],
            "ece_after": best["ece_after"], "auc_validation": best["auc_validation"], "auc_validation_cv2":
-           best["auc_cv2"], "choice": {"chosen": fit["choice"], "rule": "the feature set keeping the most true "
-                                       "synthetic validation candidates at its operating point (which also bounds "
-                                       "the real validation false findings), then higher 2-fold (by study) AUC, then "
-                                       "fewer features",
+           best["auc_cv2"], "choice": {"chosen": fit["choice"], "rule": "among the feature sets leaving at most 1 "
+                                       "false finding on each real full-thorax training scan at their operating "
+                                       "point, the one keeping the most true synthetic validation candidates at it "
+                                       "(which also bounds the real validation false findings), then higher 2-fold "
+                                       "(by study, synthetic) AUC, then fewer features",
                                        **{k: {kk: vv for kk, vv in v.items() if kk != "params"}
                                           for k, v in fit["fits"].items()}},
-           "data": f"validation only: {n} synthetic studies (seeds {SEEDS['val']}+), {len(syn.label)} candidates "
-                   f"({int(syn.label.sum())} true) from the served seg model {seg}; logistic regression on the "
+           "data": f"{n} synthetic validation studies (seeds {SEEDS['val']}+), {len(syn.label)} candidates "
+                   f"({int(syn.label.sum())} true) from the served seg model {seg}"
+                   + (f", plus {len(ts.label)} candidates ({int(ts.label.sum())} on annotated lesions, the rest hard "
+                      f"negatives) of the real training scans {', '.join(ts.names)}" if ts is not None else "")
+                   + "; logistic regression on the "
                    "classifier logit, the logit of the candidate's peak segmentation probability"
                    + (" and the standardised Hessian features (" + ", ".join(best["features"]) + ")"
                       if best["features"] else "") + "; ECE with 10 equal-width bins, in-sample. "
                    f"Real validation scans (threshold only): {', '.join(real) if rs is not None else 'none'}"}
+    cal["real_cases_fitted"] = list(ts.names) if ts is not None else []
     cal["report_threshold"] = {
         "value": best["threshold"],
         "rule": "calibrated probability at 1 false positive per scan on the synthetic validation split "

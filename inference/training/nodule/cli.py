@@ -83,8 +83,9 @@ def _evaluate(argv: list[str]) -> int:
     p.add_argument("--model-dir", default=str(DEFAULT_MODELS))
     p.add_argument("--seg", default="nodule_seg", help="segmentation model to evaluate")
     p.add_argument("--calibrate", action="store_true",
-                   help="first fit the classifier's calibration and report threshold on validation data only "
-                        "(synthetic split seeds 20000+, real scan lung2): see calibration.py")
+                   help="first fit the classifier's calibration (synthetic validation split seeds 20000+ plus the "
+                        "real training scans' candidates as hard negatives) and its report threshold (synthetic "
+                        "validation, real validation scan lung2): see calibration.py")
     p.add_argument("--splits", default="test,unseen,lidc-inserted,lidc-real",
                    help="comma list of val,test,unseen,lidc-inserted,lidc-real")
     p.add_argument("--n-val", type=int, default=16)

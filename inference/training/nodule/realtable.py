@@ -7,8 +7,9 @@ when its centre lies in the lesion mask dilated by ``HIT_MARGIN_MM`` or within h
 (at least 4 mm) of its centre; candidates within ``EXCLUDE_MM`` of another reader mark (LIDC nodules < 3 mm,
 non-nodules) are counted apart, not as false findings. numpy / ONNX Runtime only (no torch).
 
-Roles (per evaluated classifier, from its card's ``training.real_cases_seen``): ``training`` rows are scans the
-classifier was mined on; ``validation`` (lung2) sets the report threshold and is never trained on; ``held out``
+Roles (per evaluated classifier, from its card's ``training.real_cases_seen`` and
+``calibration.real_cases_fitted``): ``training`` rows are scans the classifier was mined on or its calibration
+was fitted on; ``validation`` (lung2) sets the report threshold and is never trained on; ``held out``
 scans took part in neither.
 """
 
@@ -121,6 +122,7 @@ def real_table(engine: Engine, *, seg: str = SEG_MODEL, cases: tuple[str, ...] =
     card = engine.cards[CLS_MODEL]
     report = float(card.thresholds.get("report", 0.5))
     seen = list((card.training or {}).get("real_cases_seen", []))
+    seen += [n for n in (getattr(card.calibration, "real_cases_fitted", None) or []) if n not in seen]
     rows = []
     for name in cases:
         try:
