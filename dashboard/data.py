@@ -122,7 +122,8 @@ def status_counts(url: str) -> dict[str, int]:
 
 
 def top_findings(s: Session, study_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The most probable AI finding of each study's latest analysis run (kind, probability, size, location)."""
+    """The top AI finding of each study's latest analysis run (kind, probability, size, location, change):
+    a growing or new nodule first, else the most probable finding."""
     if not study_ids:
         return {}
     f, r = Finding.__table__, AnalysisRun.__table__
@@ -132,10 +133,12 @@ def top_findings(s: Session, study_ids: Sequence[int]) -> dict[int, dict[str, An
         .group_by(r.c.study_id)
         .subquery()
     )
+    # a growing or new nodule (comparison with a prior, #16) is the top finding before any probability
+    changed = sa.case((f.c.change.in_(("growing", "new")), 0), else_=1)
     query = (
-        sa.select(f.c.study_id, f.c.kind, f.c.probability, f.c.diameter_mm, f.c.location)
+        sa.select(f.c.study_id, f.c.kind, f.c.probability, f.c.diameter_mm, f.c.location, f.c.change)
         .join(latest, sa.and_(f.c.study_id == latest.c.study_id, f.c.run_id == latest.c.run_id))
-        .order_by(f.c.study_id, f.c.probability.desc(), f.c.id)
+        .order_by(f.c.study_id, changed, f.c.probability.desc(), f.c.id)
     )
     out: dict[int, dict[str, Any]] = {}
     for row in s.execute(query):

@@ -215,6 +215,8 @@ def _run_values(study_id: int, run: Any, error: str | None = None) -> dict[str, 
         "models": dict(_get(run, "models") or _get(run, "model_versions") or {}),
         "timings_ms": dict(_get(run, "timings_ms") or {}),
         "error": error if error is not None else _get(run, "error"),
+        "prior_study_uid": _get(run, "prior_study_uid"),
+        "comparison": _get(run, "comparison"),
     }
 
 
@@ -262,6 +264,24 @@ def finding_row(finding: Any, *, study_id: int, run_id: int) -> dict[str, Any]:
         "location": _get(finding, "location"),
         "mask_path": ref("mask_path", "mask"),
         "heatmap_path": ref("heatmap_path", "heatmap"),
+        **_change_values(finding),
+    }
+
+
+def _change_values(finding: Any) -> dict[str, Any]:
+    """The comparison-with-prior columns of a finding (from its ``extra``; all None without a prior)."""
+    extra = _get(finding, "extra") or {}
+
+    def num(key: str) -> float | None:
+        value = extra.get(key)
+        return None if value is None else float(value)
+
+    change = extra.get("change")
+    return {
+        "change": str(change)[:16] if change else None,
+        "prior_diameter_mm": num("prior_diameter_mm"),
+        "volume_change_pct": num("volume_change_pct"),
+        "vdt_days": num("vdt_days"),
     }
 
 
@@ -336,6 +356,10 @@ def store_case_result(*, session: Session, result: Mapping[str, Any], pe_thresho
         "timings_ms": result.get("timings_ms") or {},
         "provider": result.get("provider"),
     }
+    comparison = result.get("comparison")
+    if comparison:
+        run["comparison"] = comparison
+        run["prior_study_uid"] = comparison.get("prior_study_uid")
     quality = result.get("quality") or {}
     if quality and not quality.get("ok", True):
         reason = "; ".join(quality.get("reasons") or []) or "input unsuitable"

@@ -193,8 +193,19 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from inference.triage import analyze_study_dir
 
     settings = get_settings()
+    comparison = None
     try:
-        outcome = analyze_study_dir(args.path, settings=settings, save=args.save, outputs=args.save)
+        if args.prior is not None:
+            from inference.priors import compare_dirs
+            from inference.registration import RegistrationUnavailable
+
+            try:
+                outcome, comparison = compare_dirs(args.path, args.prior, settings=settings, save=args.save)
+            except RegistrationUnavailable as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 3
+        else:
+            outcome = analyze_study_dir(args.path, settings=settings, save=args.save, outputs=args.save)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -209,7 +220,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return 3
     result = outcome.result
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        doc = result.to_dict()
+        if comparison is not None:
+            doc["comparison"] = comparison
+        print(json.dumps(doc, indent=2))
         return 0
     s = result.scores
     pe = "not assessed (not a CTPA)" if s.get("embolism") is None else f"{s['embolism']:.2f}"
@@ -225,7 +239,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             if f.kind == "nodule"
             else f", {f.location or 'location unknown'}"
         )
-        print(f"  - {f.kind} p={f.probability:.2f} at LPS ({where}) mm, voxel {list(f.center_voxel)}{size}")
+        change = f" [{f.extra['change']}]" if f.extra.get("change") else ""
+        print(f"  - {f.kind} p={f.probability:.2f} at LPS ({where}) mm, voxel {list(f.center_voxel)}{size}{change}")
+    if comparison is not None:
+        from inference.compare import format_comparison
+
+        print(format_comparison(comparison))
     for r in result.quality.get("reasons", []):
         print(f"  [warning] {r.get('code')}: {r.get('message')}")
     print(f"  provider {result.provider}; total {result.timings_ms.get('total', 0) / 1000:.1f} s")
@@ -243,4 +262,12 @@ def register_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("path", type=Path, metavar="PATH")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.add_argument("--save", action="store_true", help="also save arrays, DICOM SEG and SR under the data dir")
+    p.add_argument(
+        "--prior",
+        type=Path,
+        default=None,
+        metavar="PRIOR",
+        help="an earlier study of the same patient (folder or zip): pair the nodules, report growth, VDT, "
+        "new/resolved and Lung-RADS with comparison (JSON: a `comparison` block)",
+    )
     p.set_defaults(func=cmd_analyze)

@@ -61,8 +61,11 @@ def process_study(study_uid: str, settings: Settings | None = None) -> str:
                 run={"started_at": started, "error": reason},
             )
         return "unsuitable"
+    from inference.priors import compare_with_db_prior  # an earlier study of the patient in the db (#16)
+
+    doc = compare_with_db_prior(engine, settings, study_uid, outcome.folder) or outcome.result.to_dict()
     with session_scope(engine) as session:
-        store_case_result(session=session, result=outcome.result.to_dict(), pe_threshold=outcome.pe_threshold)
+        store_case_result(session=session, result=doc, pe_threshold=outcome.pe_threshold)
     log.info("study %s ready (%d findings)", study_uid, len(outcome.result.findings))
     return "ready"
 

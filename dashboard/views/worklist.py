@@ -63,7 +63,9 @@ def top_text(item: WorklistItem, top: dict | None) -> str:
     size = f" {top['diameter_mm']:.0f} mm" if top.get("diameter_mm") else ""
     where = f" · {safe_md(top['location'])}" if top.get("location") else ""
     kind = "PE" if top["kind"] == "embolism" else "nodule"
-    return f"{kind}{size}{where} <span class='muted'>({top['probability'] * 100:.0f}%)</span>"
+    change = top.get("change")
+    tag = f'<b data-testid="wl-change">{change}</b> ' if change in ("growing", "new") else ""
+    return f"{tag}{kind}{size}{where} <span class='muted'>({top['probability'] * 100:.0f}%)</span>"
 
 
 def open_study(study_id: int, *, take_over: bool = False) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -254,3 +255,26 @@ def truth_findings(pair: FollowupPair, side: str, *, jitter_mm: float = 0.0, see
         out.append(Finding(kind="nodule", probability=0.9, center_mm=tuple(float(v) for v in c), center_voxel=kji,
                            diameter_mm=float(d), texture=rec.get("texture", "solid"), extra={"truth_id": rec["id"]}))
     return out
+
+
+def write_pair(pair: FollowupPair, out_dir: Path | str, *, patient_id: str = "FOLLOWUP0001") -> dict[str, Path]:
+    """Write both scans as CT series (same patient, their own study UIDs and dates) plus ``truth.json``."""
+    import json
+
+    from inference.dicom.ct_writer import derived_uid, write_ct_series
+
+    out = Path(out_dir)
+    paths = {}
+    for side, day in (("prior", pair.prior_date), ("current", pair.current_date)):
+        vol = getattr(pair, side)
+        base = vol.study_uid or "2.25.1"
+        vol = vol.with_array(vol.hu, study_uid=derived_uid(base, side, "study"), series_uid=derived_uid(base, side))
+        headers = {"PatientID": patient_id, "PatientName": "SYNTHETIC^FOLLOWUP", "StudyDate": day.strftime("%Y%m%d"),
+                   "StudyTime": "101500", "SliceThickness": vol.spacing_mm[0], "BodyPartExamined": "CHEST",
+                   "StudyDescription": "CT CHEST LOW DOSE SCREENING", "Manufacturer": "SYNTHETIC"}
+        write_ct_series(vol, out / side, headers=headers)
+        paths[side] = out / side
+    doc = {"nodules": pair.nodules, "transform": pair.transform, "prior_date": pair.prior_date.isoformat(),
+           "current_date": pair.current_date.isoformat(), "interval_days": pair.interval_days}
+    (out / "truth.json").write_text(json.dumps(doc, indent=2))
+    return paths

@@ -26,7 +26,9 @@ def pair():
 def comparison(pair):
     cur = truth_findings(pair, "current", jitter_mm=1.0, seed=1)
     pri = truth_findings(pair, "prior", jitter_mm=1.0, seed=2)
-    comp = compare_studies(StudyInput(pair.current, cur, pair.current_date), StudyInput(pair.prior, pri, pair.prior_date))
+    comp = compare_studies(
+        StudyInput(pair.current, cur, pair.current_date), StudyInput(pair.prior, pri, pair.prior_date)
+    )
     return comp, cur, pri
 
 
@@ -110,3 +112,81 @@ def test_parse_study_date():
     assert parse_study_date("20240131") == date(2024, 1, 31)
     assert parse_study_date("2024-01-31") == date(2024, 1, 31)
     assert parse_study_date("") is None and parse_study_date("garbage") is None
+
+
+def test_analyze_cli_with_prior(pair, tmp_path):
+    """Test that `triage analyze CURRENT --prior PRIOR --json` prints one object with a consistent comparison."""
+    import os
+    import subprocess
+    import sys
+
+    from inference.synth.followup import write_pair
+
+    paths = write_pair(pair, tmp_path / "pair")
+    env = {**os.environ, "TRIAGE_DATA_DIR": str(tmp_path / "data")}
+    out = subprocess.run(
+        [sys.executable, "-m", "inference.cli", "analyze", "--json", str(paths["current"]),
+         "--prior", str(paths["prior"])],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    comp = doc["comparison"]
+    assert comp["interval_days"] == 300 and comp["alignment"]["ok"]
+    nodules = [i for i, f in enumerate(doc["findings"]) if f["kind"] == "nodule"]
+    compared = sorted([p["current_index"] for p in comp["pairs"]] + [n["current_index"] for n in comp["new"]])
+    assert compared == nodules  # every current nodule is either paired or new
+    for i in nodules:
+        assert doc["findings"][i]["extra"]["change"] in ("new", "growing", "stable", "shrinking")
+    assert comp["priority"]["after"] == doc["scores"]["priority"]
+
+
+def test_database_prior_is_compared_and_shown_on_the_worklist(pair, tmp_path, settings):
+    """Test the worker's path: a saved earlier study of the same patient in the database is compared, the
+    findings are stored with their change, the priority rises and the worklist's top finding is the growing
+    nodule."""
+    from db import queries
+    from db.migrate import upgrade
+    from db.models import AnalysisRun, Finding
+    from db.session import create_db_engine, session_scope
+    from inference.priors import compare_with_db_prior
+    from inference.results import CaseResult, save_case
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'triage.db'}")
+    upgrade(engine)
+    folders = {}
+    for side, day in (("prior", pair.prior_date), ("current", pair.current_date)):
+        vol = getattr(pair, side)
+        vol = vol.with_array(vol.hu, study_uid=f"2.25.77{len(folders)}", series_uid=f"2.25.88{len(folders)}")
+        vol.meta["study_date"] = day.strftime("%Y%m%d")
+        findings = truth_findings(pair, side, jitter_mm=1.0, seed=3)
+        for f in findings:
+            f.probability = 0.95 if f.diameter_mm < 9.5 else 0.6  # the growing 9 mm nodule is not the most probable
+        result = CaseResult(vol.study_uid, vol.series_uid, {"nodule": 0.6, "embolism": None, "priority": 0.3},
+                            findings=findings)
+        folders[side] = save_case(settings.data_dir, result, vol)
+        with session_scope(engine) as s:
+            queries.upsert_study(session=s, study_uid=vol.study_uid,
+                                 header={"PatientID": "FOLLOW1", "StudyDate": day.strftime("%Y%m%d")})
+            if side == "prior":
+                queries.store_case_result(session=s, result=result.to_dict(), pe_threshold=0.5)
+    uid = f"2.25.77{1}"
+    doc = compare_with_db_prior(engine, settings, uid, folders["current"])
+    assert doc is not None and doc["comparison"]["prior_study_uid"] == "2.25.770"
+    assert doc["scores"]["priority"] > 0.3
+    with session_scope(engine) as s:
+        queries.store_case_result(session=s, result=doc, pe_threshold=0.5)
+        run = s.exec(AnalysisRun.__table__.select().order_by(AnalysisRun.id.desc())).first()
+        assert run.prior_study_uid == "2.25.770" and run.comparison["summary"]["growing"] == 2
+        changes = sorted(r.change for r in s.exec(Finding.__table__.select().where(Finding.run_id == run.id)))
+        assert changes == ["growing", "growing", "new", "stable", "stable"]
+        study = queries.get_study(session=s, study_uid=uid)
+        from dashboard.data import top_findings
+
+        top = top_findings(s, [study.id])[study.id]
+    assert top["change"] in ("growing", "new")
+    assert study.priority == doc["scores"]["priority"]
+    # the saved case carries the comparison too (the viewer reads it from there)
+    from inference.priors import read_comparison
+
+    assert read_comparison(folders["current"])["summary"]["growing"] == 2

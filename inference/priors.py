@@ -1,0 +1,156 @@
+"""Running the comparison with a prior from the command line and the worker (glue over ``compare``).
+
+* ``compare_dirs(current_dir, prior_dir)``: ``triage analyze CURRENT --prior PRIOR``: read and analyse both
+  studies, compare, write the comparison into the current result (findings' ``extra['change']``, Lung-RADS
+  with comparison, adjusted priority, the ``comparison`` block).
+* ``compare_saved(current_folder, prior_folder)``: the worker's path: two cases saved by ``save_case``
+  (memory-mapped CT + findings), e.g. the earlier study of the same patient found in the database.
+* ``apply_comparison(result, comparison)``: the part both share.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inference.compare import (
+    Comparison,
+    StudyInput,
+    adjust_priority,
+    annotate_findings,
+    compare_studies,
+    parse_study_date,
+)
+from inference.config import Settings, get_settings
+from inference.results import CaseResult, load_case
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PriorOutcome:
+    """The current result (annotated) and the comparison."""
+
+    result: CaseResult
+    comparison: Comparison
+    folder: Path | None
+
+
+def apply_comparison(result: CaseResult, comp: Comparison) -> dict[str, Any]:
+    """Annotate ``result``'s findings and priority with ``comp``; returns the JSON ``comparison`` block."""
+    annotate_findings(result.findings, comp)
+    before = result.scores.get("priority")
+    after, why = adjust_priority(before, comp)
+    block = comp.to_dict()
+    block["priority"] = {"before": before, "after": None if after is None else round(after, 4), "reason": why}
+    if after is not None:
+        result.scores["priority"] = round(after, 4)
+    return block
+
+
+def compare_dirs(
+    current_dir: Path, prior_dir: Path, *, settings: Settings | None = None, save: bool = False
+) -> tuple[Any, dict[str, Any]]:
+    """Analyse ``current_dir`` (saving it when ``save``) and ``prior_dir``, compare them.
+
+    Returns:
+        ``(outcome, comparison_block)``: the current ``AnalysisOutcome`` with its result annotated, and the
+        ``comparison`` JSON block (also written into the saved ``result.json`` when saved).
+
+    Raises:
+        inference.dicom.UnusableStudy: either study fails the quality gate (the message names which).
+        inference.registration.RegistrationUnavailable: SimpleITK is missing.
+    """
+    from inference.dicom import read_volume
+    from inference.engine import get_engine
+    from inference.triage import analyze, analyze_study_dir
+
+    settings = settings or get_settings()
+    t0 = time.perf_counter()
+    prior_volume = read_volume(prior_dir, settings=settings)
+    prior = analyze(prior_volume, engine=get_engine(settings), settings=settings).result
+    t_prior = time.perf_counter()
+    outcome = analyze_study_dir(current_dir, settings=settings, save=save, outputs=save)
+    volume = read_volume(current_dir, settings=settings) if outcome.folder is None else load_case(outcome.folder).volume
+    comp = compare_studies(
+        StudyInput(volume, outcome.result.findings, parse_study_date(volume.meta.get("study_date"))),
+        StudyInput(prior_volume, prior.findings, parse_study_date(prior_volume.meta.get("study_date"))),
+    )
+    block = apply_comparison(outcome.result, comp)
+    block["timings_ms"]["prior_analysis"] = round((t_prior - t0) * 1000, 1)
+    outcome.result.timings_ms["comparison"] = comp.timings_ms["total"]
+    if outcome.folder is not None:
+        write_comparison(outcome.folder, outcome.result, block)
+    return outcome, block
+
+
+def write_comparison(folder: Path, result: CaseResult, block: dict[str, Any]) -> None:
+    """Store the comparison block (and the annotated result) in a saved case's ``result.json``."""
+    path = Path(folder) / "result.json"
+    doc = json.loads(path.read_text())
+    doc.update(result.to_dict())
+    doc["comparison"] = block
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.replace(path)
+
+
+def read_comparison(folder: Path) -> dict[str, Any] | None:
+    """The comparison block of a saved case, if it has one."""
+    path = Path(folder) / "result.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("comparison")
+
+
+def compare_saved(
+    current_folder: Path, prior_folder: Path, *, current_date: Any = None, prior_date: Any = None
+) -> tuple[CaseResult, dict[str, Any]]:
+    """Compare two saved cases; annotate and re-save the current one. Returns its result and the block."""
+    cur, pri = load_case(current_folder), load_case(prior_folder)
+    cd = parse_study_date(current_date or cur.volume.meta.get("study_date"))
+    pd = parse_study_date(prior_date or pri.volume.meta.get("study_date"))
+    comp = compare_studies(
+        StudyInput(cur.volume, cur.result.findings, cd), StudyInput(pri.volume, pri.result.findings, pd)
+    )
+    block = apply_comparison(cur.result, comp)
+    write_comparison(current_folder, cur.result, block)
+    return cur.result, block
+
+
+def compare_with_db_prior(db_engine: Any, settings: Settings, study_uid: str, folder: Path | None) -> dict | None:
+    """The worker's step: compare a just-saved case with the newest earlier study of the same patient.
+
+    Returns the annotated result as a dict with its ``comparison`` block, or None when there is no prior (or
+    the comparison failed: logged, never fatal to the analysis itself).
+    """
+    from db.priors import find_prior_study
+    from db.session import session_scope
+    from inference.results import latest_case
+
+    if folder is None:
+        return None
+    with session_scope(db_engine) as session:
+        prior = find_prior_study(session=session, study_uid=study_uid)
+    if prior is None:
+        return None
+    prior_folder = latest_case(settings.data_dir, prior.study_uid)
+    if prior_folder is None:
+        log.warning("prior study %s of study %s has no saved case; not compared", prior.study_uid, study_uid)
+        return None
+    try:
+        result, block = compare_saved(
+            folder, prior_folder, current_date=prior.current_date, prior_date=prior.study_date
+        )
+    except Exception as exc:  # a failed comparison must not fail the analysis
+        log.warning("comparison of study %s with prior %s failed: %s: %s", study_uid, prior.study_uid,
+                    type(exc).__name__, str(exc)[:300])
+        return None
+    log.info("study %s compared with prior %s: %s", study_uid, prior.study_uid, block["summary"])
+    doc = result.to_dict()
+    doc["comparison"] = block
+    return doc
