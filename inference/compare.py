@@ -83,6 +83,8 @@ class NodulePair:
     vdt_days: float | None
     lung_rads: str | None
     lung_rads_change: str  # growing (v2022: mean diameter +1.5 mm), subthreshold-growth or stable
+    prior_tracking_uid: str | None = None  # the prior SR's tracking UID of this nodule (links the two studies)
+    prior_tracking_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -143,6 +145,24 @@ class Comparison:
         if any(n["current_index"] == current_index for n in self.new):
             return "new"
         return None
+
+
+def tracking_uid(study_uid: str, series_uid: str, kind: str, n: int) -> str:
+    """The SR/SEG tracking UID of finding ``n`` (1-based among a study's labelled findings of ``kind``); the
+    same derivation as ``inference.dicom.writer``, so a prior's tracking UID can be named without its SR."""
+    from pydicom.uid import generate_uid
+
+    return generate_uid(entropy_srcs=[study_uid, series_uid, kind, str(n)])
+
+
+def _prior_tracking(prior: StudyInput, prior_index: int | None) -> tuple[str | None, str | None]:
+    if prior_index is None:
+        return None, None
+    labelled = [i for i, f in enumerate(prior.findings) if f.kind == "nodule" and f.label]
+    if prior_index not in labelled:
+        return None, None
+    n = labelled.index(prior_index) + 1
+    return tracking_uid(prior.volume.study_uid, prior.volume.series_uid, "nodule", n), f"Nodule {n}"
 
 
 def parse_study_date(value: Any) -> date | None:
@@ -280,8 +300,9 @@ def compare_studies(
         tex = fc.texture or "solid"
         hint = float(max(fc.diameter_mm or 0.0, fp.diameter_mm or 0.0) or 6.0)
         mc, mp = measure_pair(current.volume, fc.center_mm, prior.volume, fp.center_mm, hint, texture=tex)
-        comp.pairs.append(_pair(cur_nod[a][0], pri_nod[b][0], fc, mapped[a], fp.center_mm, dist, conf, True,
-                                mc, mp, interval))
+        pair = _pair(cur_nod[a][0], pri_nod[b][0], fc, mapped[a], fp.center_mm, dist, conf, True, mc, mp, interval)
+        pair.prior_tracking_uid, pair.prior_tracking_id = _prior_tracking(prior, pri_nod[b][0])
+        comp.pairs.append(pair)
         paired_cur.add(a)
         paired_pri.add(b)
     inverse = _inverse(align)

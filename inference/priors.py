@@ -5,7 +5,8 @@
   with comparison, adjusted priority, the ``comparison`` block).
 * ``compare_saved(current_folder, prior_folder)``: the worker's path: two cases saved by ``save_case``
   (memory-mapped CT + findings), e.g. the earlier study of the same patient found in the database.
-* ``apply_comparison(result, comparison)``: the part both share.
+* ``apply_comparison(result, comparison)``: the part both share; ``rewrite_sr`` replaces a saved case's TID 1500
+  SR by one that carries the prior measurements, growth, VDT and the tracking UIDs linking the studies.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def compare_dirs(
     outcome.result.timings_ms["comparison"] = comp.timings_ms["total"]
     if outcome.folder is not None:
         write_comparison(outcome.folder, outcome.result, block)
+        rewrite_sr(outcome.folder, current_dir, outcome.result, block)
     return outcome, block
 
 
@@ -107,10 +109,29 @@ def read_comparison(folder: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()).get("comparison")
 
 
+def rewrite_sr(folder: Path, study_dir: Path, result: CaseResult, block: dict[str, Any]) -> Path | None:
+    """Replace the saved case's SR by one with the comparison (when the case has an SR); never fatal."""
+    if not (Path(folder) / "findings_sr.dcm").exists():
+        return None
+    from inference.dicom.writer import rewrite_sr_with_comparison
+
+    try:
+        return rewrite_sr_with_comparison(folder, study_dir, load_case(folder).volume, result, block)
+    except (OSError, ValueError) as exc:
+        log.warning("SR with the comparison not written for study %s: %s", result.study_uid, exc)
+        return None
+
+
 def compare_saved(
-    current_folder: Path, prior_folder: Path, *, current_date: Any = None, prior_date: Any = None
+    current_folder: Path,
+    prior_folder: Path,
+    *,
+    current_date: Any = None,
+    prior_date: Any = None,
+    study_dir: Path | None = None,
 ) -> tuple[CaseResult, dict[str, Any]]:
-    """Compare two saved cases; annotate and re-save the current one. Returns its result and the block."""
+    """Compare two saved cases; annotate and re-save the current one (and its SR when ``study_dir`` holds the
+    source DICOM). Returns its result and the block."""
     cur, pri = load_case(current_folder), load_case(prior_folder)
     cd = parse_study_date(current_date or cur.volume.meta.get("study_date"))
     pd = parse_study_date(prior_date or pri.volume.meta.get("study_date"))
@@ -119,6 +140,8 @@ def compare_saved(
     )
     block = apply_comparison(cur.result, comp)
     write_comparison(current_folder, cur.result, block)
+    if study_dir is not None:
+        rewrite_sr(current_folder, study_dir, cur.result, block)
     return cur.result, block
 
 
@@ -144,7 +167,11 @@ def compare_with_db_prior(db_engine: Any, settings: Settings, study_uid: str, fo
         return None
     try:
         result, block = compare_saved(
-            folder, prior_folder, current_date=prior.current_date, prior_date=prior.study_date
+            folder,
+            prior_folder,
+            current_date=prior.current_date,
+            prior_date=prior.study_date,
+            study_dir=settings.inbox_dir / study_uid,
         )
     except Exception as exc:  # a failed comparison must not fail the analysis
         log.warning("comparison of study %s with prior %s failed: %s: %s", study_uid, prior.study_uid,

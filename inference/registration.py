@@ -170,6 +170,14 @@ class Alignment:
         return refined, shift
 
 
+def map_point(transform: dict, xyz: np.ndarray | tuple | list) -> np.ndarray:
+    """Apply a stored ``quality['transform']`` (current LPS mm → prior LPS mm) without SimpleITK."""
+    m = np.asarray(transform["matrix"], float).reshape(3, 3)
+    c = np.asarray(transform["center"], float)
+    t = np.asarray(transform["translation"], float)
+    return m @ (np.asarray(xyz, float) - c) + c + t
+
+
 def _local_cube(volume: Volume, xyz: np.ndarray):
     """A ``LOCAL_MM`` cube around ``xyz`` (LPS) resampled to ``LOCAL_GRID_MM`` in the volume's axes."""
     sitk = _sitk()
@@ -234,6 +242,12 @@ def register_lungs(current: Volume, prior: Volume, *, affine: bool = True, seed:
     dice = float(overlap.GetDiceCoefficient()) if np.any(sitk.GetArrayViewFromImage(fixed_mask)) else 0.0
     quality = {
         "method": "+".join(stages) + " (SimpleITK, Mattes MI on the lungs)",
+        # prior = matrix @ (current - center) + center + translation (LPS mm): the viewer's linked scrolling
+        "transform": {
+            "matrix": [round(float(v), 6) for v in transform.GetMatrix()],
+            "center": [round(float(v), 3) for v in transform.GetCenter()],
+            "translation": [round(float(v), 3) for v in transform.GetTranslation()],
+        },
         "lung_dice": round(dice, 3),
         "metric": round(float(metric), 4),
         "ok": bool(dice >= MIN_LUNG_DICE),

@@ -11,7 +11,7 @@ import time
 import streamlit as st
 
 from dashboard import data, reading
-from dashboard.components import heartbeat, viewer
+from dashboard.components import heartbeat, prior_view, viewer
 from dashboard.components.timer import format_seconds
 from dashboard.components.ui import badge, safe_md, score_html
 from db import queries
@@ -274,6 +274,8 @@ def render() -> None:
             )
 
         image_viewer()
+        if case.ai_shown:  # comparison with the prior (#16): its own section, independent of the viewer
+            st.fragment(prior_view.render_section)(str(folder), str(data.settings().data_dir))
     left, right = st.columns([3, 2], gap="medium")
     with left:
         if case.ai_shown:

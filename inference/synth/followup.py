@@ -41,6 +41,8 @@ class FollowupPair:
     current_date: date
     nodules: list[dict[str, Any]]
     transform: dict[str, Any] = field(default_factory=dict)
+    mapping: Any = None  # the KnownTransform itself (current mm -> prior mm), for extra truth points
+
 
     @property
     def interval_days(self) -> float:
@@ -220,7 +222,7 @@ def make_followup(
         truth.append(rec)
     return FollowupPair(
         prior=prior_vol, current=cur_vol, prior_date=prior_date,
-        current_date=prior_date + timedelta(days=interval_days), nodules=truth, transform=tf.params,
+        current_date=prior_date + timedelta(days=interval_days), nodules=truth, transform=tf.params, mapping=tf,
     )
 
 

@@ -190,3 +190,34 @@ def test_database_prior_is_compared_and_shown_on_the_worklist(pair, tmp_path, se
     from inference.priors import read_comparison
 
     assert read_comparison(folders["current"])["summary"]["growing"] == 2
+
+    # the review page's side-by-side section: linked slices land on the paired nodule in the prior
+    from dashboard.components.prior_view import HIGHLIGHT_RGB, linked_slices, load_pair, side_by_side
+
+    view = load_pair(folders["current"], settings.data_dir)
+    assert view is not None and len(view.choices()) == 5  # 4 pairs + 1 new
+    truth = {tuple(np.round(r["current_mm"], 0)): r for r in pair.nodules if r["role"] == "paired"}
+    for p in doc["comparison"]["pairs"]:
+        focus = p["current_mm"]
+        k = int(round(view.current.volume.patient_to_voxel(np.asarray(focus))[0]))
+        _, pk = linked_slices(view, k, focus)
+        near = min(truth.values(), key=lambda r: np.linalg.norm(np.asarray(r["current_mm"]) - focus))
+        true_pk = view.prior.volume.patient_to_voxel(np.asarray(near["prior_mm"]))[0]
+        assert abs(pk - true_pk) <= 2.5  # slices of 2.5 mm: within ~6 mm along z
+    c_img, p_img, _ = side_by_side(view, k, focus)
+    for img in (c_img, p_img):
+        assert img.ndim == 3 and (img == np.asarray(HIGHLIGHT_RGB, np.uint8)).all(axis=2).any()
+
+
+def test_stored_transform_maps_like_the_registration(comparison, pair):
+    """Test that the transform stored in the comparison block (used by the viewer) maps points like the
+    registration itself, close to the known truth."""
+    from inference.registration import map_point
+
+    comp, cur, pri = comparison
+    t = comp.alignment["transform"]
+    for rec in pair.nodules:
+        if rec["role"] != "paired":
+            continue
+        mapped = map_point(t, rec["current_mm"])
+        assert np.linalg.norm(mapped - np.asarray(rec["prior_mm"])) < 6.0  # affine vs the elastic truth
