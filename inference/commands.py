@@ -242,7 +242,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         change = f" [{f.extra['change']}]" if f.extra.get("change") else ""
         print(f"  - {f.kind} p={f.probability:.2f} at LPS ({where}) mm, voxel {list(f.center_voxel)}{size}{change}")
     if comparison is not None:
-        from inference.compare import format_comparison
+        from inference.priors import format_comparison
 
         print(format_comparison(comparison))
     for r in result.quality.get("reasons", []):

@@ -417,32 +417,3 @@ def adjust_priority(priority: float | None, comp: Comparison) -> tuple[float | N
         return p * STABLE_YEARS_FACTOR, f"all {s['pairs']} nodule(s) stable for {comp.interval_days / 365.25:.1f} years"
     return p, ""
 
-
-def format_comparison(block: dict[str, Any]) -> str:
-    """Plain-text summary of a ``comparison`` block (for ``triage analyze --prior``)."""
-    a = block.get("alignment", {})
-    s = block.get("summary", {})
-    interval = block.get("interval_days")
-    lines = [
-        f"  comparison with prior {block.get('prior_study_uid')} ({block.get('prior_date') or 'date unknown'}"
-        + (f", {interval:.0f} days earlier)" if interval is not None else ")"),
-        f"    alignment {a.get('method')}: lung Dice {a.get('lung_dice')}"
-        + ("" if a.get("ok") else "  ** check the alignment **"),
-        f"    {s.get('pairs', 0)} paired ({s.get('growing', 0)} growing, {s.get('stable', 0)} stable, "
-        f"{s.get('shrinking', 0)} smaller), {s.get('new', 0)} new, {s.get('resolved', 0)} resolved",
-    ]
-    for p in block.get("pairs", []):
-        vdt = f", VDT {p['vdt_days']:.0f} d" if p.get("vdt_days") else ""
-        lines.append(
-            f"    - finding {p['current_index'] + 1}: {p['status']}, {p['prior']['volume_mm3']:.0f} -> "
-            f"{p['current']['volume_mm3']:.0f} mm3 ({p['volume_change_pct']:+.0f} %){vdt}, Lung-RADS {p['lung_rads']}"
-            f" (match confidence {p['confidence']:.2f})"
-        )
-    for n in block.get("new", []):
-        lines.append(f"    - finding {n['current_index'] + 1}: new, Lung-RADS {n['lung_rads']}")
-    for r in block.get("resolved", []):
-        lines.append(f"    - prior finding {r['prior_index'] + 1}: resolved (not seen on the current scan)")
-    pr = block.get("priority") or {}
-    if pr.get("reason"):
-        lines.append(f"    priority {pr['before']:.2f} -> {pr['after']:.2f}: {pr['reason']}")
-    return "\n".join(lines)

@@ -66,13 +66,21 @@ def compare_dirs(
         inference.dicom.UnusableStudy: either study fails the quality gate (the message names which).
         inference.registration.RegistrationUnavailable: SimpleITK is missing.
     """
+    from dataclasses import replace
+
     from inference.dicom import read_volume
+    from inference.dicom.quality import UnusableStudy
     from inference.engine import get_engine
     from inference.triage import analyze, analyze_study_dir
 
     settings = settings or get_settings()
     t0 = time.perf_counter()
-    prior_volume = read_volume(prior_dir, settings=settings)
+    try:
+        prior_volume = read_volume(prior_dir, settings=settings)
+    except UnusableStudy as exc:  # say which of the two studies it is
+        raise UnusableStudy([replace(i, message=f"prior study: {i.message}") for i in exc.issues]) from exc
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"prior study: {exc}") from exc
     prior = analyze(prior_volume, engine=get_engine(settings), settings=settings).result
     t_prior = time.perf_counter()
     outcome = analyze_study_dir(current_dir, settings=settings, save=save, outputs=save)
@@ -181,3 +189,33 @@ def compare_with_db_prior(db_engine: Any, settings: Settings, study_uid: str, fo
     doc = result.to_dict()
     doc["comparison"] = block
     return doc
+
+
+def format_comparison(block: dict[str, Any]) -> str:
+    """Plain-text summary of a ``comparison`` block (for ``triage analyze --prior``)."""
+    a = block.get("alignment", {})
+    s = block.get("summary", {})
+    interval = block.get("interval_days")
+    lines = [
+        f"  comparison with prior {block.get('prior_study_uid')} ({block.get('prior_date') or 'date unknown'}"
+        + (f", {interval:.0f} days earlier)" if interval is not None else ")"),
+        f"    alignment {a.get('method')}: lung Dice {a.get('lung_dice')}"
+        + ("" if a.get("ok") else "  ** check the alignment **"),
+        f"    {s.get('pairs', 0)} paired ({s.get('growing', 0)} growing, {s.get('stable', 0)} stable, "
+        f"{s.get('shrinking', 0)} smaller), {s.get('new', 0)} new, {s.get('resolved', 0)} resolved",
+    ]
+    for p in block.get("pairs", []):
+        vdt = f", VDT {p['vdt_days']:.0f} d" if p.get("vdt_days") else ""
+        lines.append(
+            f"    - finding {p['current_index'] + 1}: {p['status']}, {p['prior']['volume_mm3']:.0f} -> "
+            f"{p['current']['volume_mm3']:.0f} mm3 ({p['volume_change_pct']:+.0f} %){vdt}, Lung-RADS {p['lung_rads']}"
+            f" (match confidence {p['confidence']:.2f})"
+        )
+    for n in block.get("new", []):
+        lines.append(f"    - finding {n['current_index'] + 1}: new, Lung-RADS {n['lung_rads']}")
+    for r in block.get("resolved", []):
+        lines.append(f"    - prior finding {r['prior_index'] + 1}: resolved (not seen on the current scan)")
+    pr = block.get("priority") or {}
+    if pr.get("reason"):
+        lines.append(f"    priority {pr['before']:.2f} -> {pr['after']:.2f}: {pr['reason']}")
+    return "\n".join(lines)

@@ -39,3 +39,4 @@ def test_followup_rules(d, texture, solid, change, days, expected):
 def test_without_prior_the_baseline_rules_apply(d, texture):
     """Test that no comparison (change None) gives the baseline category."""
     assert lung_rads_followup(d, texture, change=None) == lung_rads(d, texture)
+
