@@ -19,8 +19,8 @@ database (the worker), or a PACS retrieval — and returns a ``Comparison``:
    for growing nodules.
 4. **Lung-RADS v2022 with comparison** (``inference.nodules.lung_rads_followup``): "growing" there means the
    v2022 definition, mean diameter up by more than 1.5 mm, and significant beyond the uncertainty.
-5. **Priority**: ``adjust_priority`` raises a study's priority for a new or growing nodule and lowers it when
-   every nodule has been stable for at least two years.
+5. **Priority**: ``adjust_priority`` raises a study's priority for a growing nodule or a new one of Lung-RADS 3
+   or more, and lowers it when every nodule has been stable for at least two years.
 """
 
 from __future__ import annotations
@@ -411,8 +411,9 @@ def adjust_priority(priority: float | None, comp: Comparison) -> tuple[float | N
     s = comp.summary()
     if s["growing"]:
         return 1.0 - (1.0 - p) * (1.0 - GROWING_BOOST), f"{s['growing']} growing nodule(s)"
-    if s["new"]:
-        return 1.0 - (1.0 - p) * (1.0 - NEW_BOOST), f"{s['new']} new nodule(s)"
+    relevant = [n for n in comp.new if n.get("lung_rads") in ("3", "4A", "4B")]  # a new < 4 mm nodule is 2
+    if relevant:
+        return 1.0 - (1.0 - p) * (1.0 - NEW_BOOST), f"{len(relevant)} new nodule(s) (Lung-RADS 3 or more)"
     if s["pairs"] and s["stable"] + s["shrinking"] == s["pairs"] and (comp.interval_days or 0) >= STABLE_DAYS:
         return p * STABLE_YEARS_FACTOR, f"all {s['pairs']} nodule(s) stable for {comp.interval_days / 365.25:.1f} years"
     return p, ""

@@ -105,6 +105,10 @@ def test_stable_for_two_years_lowers_priority(comparison):
     assert p < 0.4 and "stable" in why
     short = replace(stable, interval_days=300.0)
     assert adjust_priority(0.4, short)[0] == 0.4
+    # a new nodule raises the priority only from Lung-RADS 3 (a new solid nodule < 4 mm is category 2)
+    assert adjust_priority(0.4, replace(short, new=[{"current_index": 9, "lung_rads": "2"}]))[0] == 0.4
+    raised, why = adjust_priority(0.4, replace(short, new=[{"current_index": 9, "lung_rads": "4A"}]))
+    assert raised > 0.4 and "new" in why
 
 
 def test_parse_study_date():
