@@ -236,7 +236,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         where = ", ".join(f"{c:.1f}" for c in f.center_mm)
         size = (
             f", {f.diameter_mm:.1f} mm, {f.volume_ml:.3f} ml, {f.texture}, Lung-RADS {f.lung_rads} (suggested)"
-            if f.kind == "nodule"
+            if f.kind in ("nodule", "mass")
             else f", {f.location or 'location unknown'}"
         )
         change = f" [{f.extra['change']}]" if f.extra.get("change") else ""

@@ -48,6 +48,7 @@ GROWING_BOOST = 0.5  # priority' = 1 - (1 - p)(1 - boost)
 NEW_BOOST = 0.35
 STABLE_YEARS_FACTOR = 0.5  # priority' = p * factor when every nodule is stable >= STABLE_DAYS
 STABLE_DAYS = 730
+SR_LABELLED_KINDS = ("nodule", "mass")  # the findings the SR numbers as volumetric groups (inference.dicom.writer)
 
 
 @dataclass
@@ -158,7 +159,7 @@ def tracking_uid(study_uid: str, series_uid: str, kind: str, n: int) -> str:
 def _prior_tracking(prior: StudyInput, prior_index: int | None) -> tuple[str | None, str | None]:
     if prior_index is None:
         return None, None
-    labelled = [i for i, f in enumerate(prior.findings) if f.kind == "nodule" and f.label]
+    labelled = [i for i, f in enumerate(prior.findings) if f.kind in SR_LABELLED_KINDS and f.label]
     if prior_index not in labelled:
         return None, None
     n = labelled.index(prior_index) + 1

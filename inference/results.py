@@ -76,6 +76,7 @@ class CaseResult:
     critical: bool = False
     provider: str = ""
     embedding: list[float] | None = None  # case embedding for the domain-shift picture
+    more_findings: int = 0  # findings that passed the operating point beyond the display limit
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +90,7 @@ class CaseResult:
             "provider": self.provider,
             "timings_ms": {k: round(float(v), 1) for k, v in self.timings_ms.items()},
             "embedding": self.embedding,
+            "more_findings": self.more_findings,
         }
 
     @classmethod
@@ -104,6 +106,7 @@ class CaseResult:
             critical=bool(d.get("critical", False)),
             provider=d.get("provider", ""),
             embedding=d.get("embedding"),
+            more_findings=int(d.get("more_findings", 0)),
         )
 
 

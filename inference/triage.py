@@ -66,14 +66,15 @@ def image_embedding(volume: Volume) -> list[float]:
     return [round(float(v), 5) for v in (*hist, noise)]
 
 
-def _nodule_findings(nod, volume: Volume, min_probability: float) -> list[Finding]:
+def _nodule_findings(nod, volume: Volume, min_probability: float) -> tuple[list[Finding], int]:
+    """Masses, then nodules at or above the report threshold (most probable first, at most
+    ``MAX_NODULE_FINDINGS`` nodules); also how many more nodules passed the threshold beyond that limit."""
     from inference.models.nodule_prep import SOLID_HU
     from inference.nodules import lung_rads, solid_component_mm
 
-    findings = []
-    for cand in nod.candidates[:MAX_NODULE_FINDINGS]:
-        if cand.probability < min_probability:
-            continue
+    findings = list(nod.masses)
+    passing = [c for c in nod.candidates if c.probability >= min_probability]
+    for cand in passing[:MAX_NODULE_FINDINGS]:
         f = cand.to_finding()
         solid_mm = None
         if f.texture == "part-solid" and nod.mask is not None:
@@ -83,7 +84,19 @@ def _nodule_findings(nod, volume: Volume, min_probability: float) -> list[Findin
             f.extra["solid_component_mm"] = round(solid_mm, 1)
         f.lung_rads = lung_rads(cand.diameter_mm, f.texture or "solid", solid_mm)
         findings.append(f)
-    return findings
+    return findings, max(0, len(passing) - MAX_NODULE_FINDINGS)
+
+
+def actionable(f: Finding) -> bool:
+    """A finding that calls for action: any mass, or a nodule of suggested Lung-RADS 3 or above (solid >= 6 mm,
+    part-solid >= 6 mm, ground-glass >= 30 mm)."""
+    return f.kind == "mass" or (f.kind == "nodule" and (f.lung_rads or "2") not in ("1", "2"))
+
+
+def study_nodule_score(findings: list[Finding]) -> float:
+    """The study's nodule score: the highest calibrated probability among actionable nodules and masses
+    (0 when there is none). Small nodules (Lung-RADS 2) and sub-threshold candidates do not raise it."""
+    return max((float(f.probability) for f in findings if actionable(f)), default=0.0)
 
 
 def analyze(volume: Volume, *, engine=None, settings: Settings | None = None) -> Analysis:
@@ -110,8 +123,18 @@ def analyze(volume: Volume, *, engine=None, settings: Settings | None = None) ->
 
     cls_card = engine.model(NODULE_CLS).card
     pe_card = engine.model(PE_MODEL).card
-    findings = _nodule_findings(nod, volume, float(cls_card.thresholds.get("report", 0.25)))
+    findings, more_nodules = _nodule_findings(nod, volume, float(cls_card.thresholds.get("report", 0.25)))
     quality = {"ok": True, "reasons": list(volume.warnings)}
+    if more_nodules:
+        quality["reasons"].append(
+            {
+                "code": "more_findings",
+                "severity": "info",
+                "message": f"{more_nodules} more nodule candidate(s) passed the report threshold than the "
+                f"{MAX_NODULE_FINDINGS} listed",
+                "advice": "Review the whole scan: the list shows the most probable candidates only.",
+            }
+        )
     p_pe = pe.probability
     if p_pe is None:
         quality["reasons"].append(
@@ -134,7 +157,7 @@ def analyze(volume: Volume, *, engine=None, settings: Settings | None = None) ->
                 extra={"confidence": pe.confidence, "level": pe.location.get("level"), "side": pe.location.get("side")},
             )
         )
-    p_nod = float(nod.score)
+    p_nod = study_nodule_score(findings)
     priority = 1.0 - (1.0 - p_nod) * (1.0 - (p_pe or 0.0))
     heat = None
     if nod.heatmap is not None:
@@ -150,6 +173,7 @@ def analyze(volume: Volume, *, engine=None, settings: Settings | None = None) ->
             "embolism": None if p_pe is None else round(float(p_pe), 4),
             "priority": round(priority, 4),
         },
+        more_findings=more_nodules,
         findings=findings,
         quality=quality,
         model_versions={**nod.model_versions, pe_card.name: pe_card.version},
@@ -194,7 +218,7 @@ def analyze_study_dir(
         )
         rel = folder.relative_to(settings.data_dir)
         for f in result.findings:
-            f.mask_path = str(rel / ("nodule_mask.npy" if f.kind == "nodule" else "pe_mask.npy"))
+            f.mask_path = str(rel / ("pe_mask.npy" if f.kind == "embolism" else "nodule_mask.npy"))
             f.heatmap_path = str(rel / "heatmap.npy") if analysis.heatmap is not None else None
         if outputs:
             from inference.dicom.writer import write_outputs

@@ -101,7 +101,7 @@ def _algorithm(result: CaseResult, family: str) -> hd.AlgorithmIdentificationSeq
 
 def write_seg(out_dir: Path, sources: list[pydicom.Dataset], mask: np.ndarray, result: CaseResult) -> Path | None:
     """Write the nodule label mask as a binary DICOM SEG; returns its path (None without nodule findings)."""
-    nodules = [f for f in result.findings if f.kind == "nodule" and f.label]
+    nodules = [f for f in result.findings if f.kind in ("nodule", "mass") and f.label]
     if not nodules or mask is None or not np.any(mask):
         return None
     labels = np.zeros(mask.shape, dtype=np.uint8)
@@ -231,7 +231,7 @@ def write_sr(
         version=", ".join(f"{k} {v}" for k, v in sorted(result.model_versions.items()))[:64] or SOFTWARE_VERSION,
     )
     groups = []
-    nodules = [(i, f) for i, f in enumerate(result.findings) if f.kind == "nodule" and f.label]
+    nodules = [(i, f) for i, f in enumerate(result.findings) if f.kind in ("nodule", "mass") and f.label]
     for n, (index, f) in enumerate(nodules, start=1):
         entry = entries.get(index)
         extra_meas, extra_evals = _comparison_items(entry)

@@ -28,6 +28,8 @@ from scipy import ndimage as ndi
 
 from inference.engine import LoadedModel, get_engine, sliding_window
 from inference.model_card import ModelCard
+from inference.models.lung_region import lesion_region
+from inference.models.mass import detect_masses
 from inference.models.nodule_prep import (
     crop_box,
     extract_patch,
@@ -49,13 +51,16 @@ __all__ = ["NoduleCandidate", "NoduleResult", "Prepared", "calibrate", "detect_n
 
 @dataclass
 class Prepared:
-    """A volume on the model grid: HU (float32), windowed image, lung mask, lung crop box."""
+    """A volume on the model grid: HU (float32), windowed image, lung mask, lung crop box, and the lesion region
+    (aerated lung plus the pockets where juxta-pleural lesions sit) with the lungs' per-slice hull."""
 
     hu: np.ndarray
     image: np.ndarray
     lung: np.ndarray
     box: tuple[slice, slice, slice]
     spacing: tuple[float, float, float]
+    region: np.ndarray | None = None
+    hull: np.ndarray | None = None
 
 
 @dataclass
@@ -90,6 +95,7 @@ class NoduleResult:
     """Candidates (most probable first) plus a uint8 label volume and uint8 heatmap on the original grid."""
 
     candidates: list[NoduleCandidate]
+    masses: list[Finding]  # kind "mass": lesions over 30 mm, one finding each (``inference.models.mass``)
     mask: np.ndarray | None  # uint8 (k, j, i): 0 background, n = candidate with label n
     heatmap: np.ndarray | None  # uint8 0..255, same grid
     score: float  # study-level nodule score: the highest calibrated probability (0 without candidates)
@@ -112,7 +118,9 @@ def prepare(volume: Volume, card: ModelCard) -> Prepared:
     margin = float(getattr(pp, "crop_margin_mm", 10.0) or 10.0)
     box = crop_box(lung, spacing, margin, pp.multiple_of) if pp.crop == "lungs" else tuple(
         slice(0, n) for n in hu.shape)
-    return Prepared(hu=hu, image=window(hu, pp.hu_window), lung=lung, box=box, spacing=spacing)  # type: ignore[arg-type]
+    region, hull = lesion_region(hu, lung, spacing)
+    return Prepared(hu=hu, image=window(hu, pp.hu_window), lung=lung, box=box, spacing=spacing,  # type: ignore[arg-type]
+                    region=region, hull=hull)
 
 
 def segment(prep: Prepared, model: LoadedModel, *, batch_size: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -231,6 +239,34 @@ def _component_on_original(prob: np.ndarray, labels: np.ndarray, comp: dict, vol
     return np.argwhere(m) + o_lo
 
 
+def _mass_on_original(mc: Any, volume: Volume, spacing: tuple[float, ...]) -> tuple[Finding, np.ndarray]:
+    """A model-grid mass as a ``Finding`` of kind ``mass`` measured on the original grid, and its (k, j, i) voxels."""
+    m = resample(mc.mask.astype(np.uint8), spacing, volume.spacing_mm, order=0, out_shape=volume.shape).astype(bool)
+    kji = np.argwhere(m)
+    if len(kji) == 0:
+        kji = np.clip(np.round(np.argwhere(mc.mask).mean(0) * np.asarray(spacing) / np.asarray(volume.spacing_mm)),
+                      0, np.array(volume.shape) - 1).astype(int)[None]
+    centre = kji.mean(axis=0)
+    mm = volume.voxel_to_patient(centre)
+    hu_vals = volume.hu[tuple(kji.T)].astype(np.float32)
+    finding = Finding(
+        kind="mass", probability=float(mc.probability), center_mm=tuple(float(v) for v in mm),  # type: ignore[arg-type]
+        center_voxel=tuple(int(round(v)) for v in centre),  # type: ignore[arg-type]
+        diameter_mm=round(long_axis_mm(kji, volume.spacing_mm), 1),
+        volume_ml=round(len(kji) * float(np.prod(volume.spacing_mm)) / 1000.0, 2),
+        mean_hu=round(float(hu_vals.mean()), 1), texture=texture_of(hu_vals), lung_rads="4B",
+        location=_side(volume, centre),
+        extra={"detector": "mass_rules", **{k: round(float(v), 3) for k, v in mc.features.items()}},
+    )
+    return finding, kji
+
+
+def _side(volume: Volume, centre_kji: np.ndarray) -> str:
+    """``left`` / ``right`` from the sign of the lesion centre's LPS x (the patient is centred on the scanner's
+    isocentre, x = 0; +x is the patient's left)."""
+    return "left" if float(volume.voxel_to_patient(centre_kji)[0]) > 0 else "right"
+
+
 def detect_nodules(volume: Volume, engine: Any = None, *, seg_name: str = SEG_MODEL, cls_name: str = CLS_MODEL,
                    maps: bool = True, batch_size: int = 2) -> NoduleResult:
     """Find, score and measure nodules in ``volume`` (see the module docstring for the stages).
@@ -256,7 +292,18 @@ def detect_nodules(volume: Volume, engine: Any = None, *, seg_name: str = SEG_MO
     prob, _att = segment(prep, seg, batch_size=batch_size)
     t["nodule_segment"] = (time.perf_counter() - t0) * 1000
     t0 = time.perf_counter()
-    labels, comps = find_candidates(prob, prep.lung, seg.card.thresholds, prep.spacing)
+    labels, comps = find_candidates(prob, prep.region if prep.region is not None else prep.lung,
+                                    seg.card.thresholds, prep.spacing)
+    t["nodule_candidates"] = (time.perf_counter() - t0) * 1000
+    t1 = time.perf_counter()
+    masses = detect_masses(prep.hu, prep.lung, prep.hull, prep.spacing, region=prep.region) \
+        if prep.hull is not None else []
+    in_mass = np.zeros(prob.shape, bool)
+    for mc in masses:
+        in_mass |= mc.mask
+    comps = [c for c in comps if not in_mass[tuple(np.clip(np.round(c["center"]).astype(int), 0,
+                                                             np.array(prob.shape) - 1))]]
+    t["mass_detect"] = (time.perf_counter() - t1) * 1000
     logit, p_cal, cams = score_candidates(prep.image, [c["center"] for c in comps], cls,
                                           seg_max=[c["seg_max"] for c in comps])
     t["nodule_classify"] = (time.perf_counter() - t0) * 1000
@@ -293,13 +340,20 @@ def detect_nodules(volume: Volume, engine: Any = None, *, seg_name: str = SEG_MO
         sl = tuple(slice(max(0, a), min(n, a + s)) for a, s, n in zip(lo, size, prob.shape))
         src = tuple(slice(s.start - a, s.stop - a) for s, a in zip(sl, lo))
         np.maximum(heat_model[sl], cam[src], out=heat_model[sl])
+    mass_findings = [_mass_on_original(mc, volume, prep.spacing) for mc in masses]
+    for n, (mc, (mf, vox)) in enumerate(zip(masses, mass_findings), start=len(cands) + 1):
+        mf.label = min(n, 255)
+        if mask is not None:
+            mask[tuple(vox.T)] = mf.label
+        heat_model[mc.mask] = np.maximum(heat_model[mc.mask], mf.probability)
     heatmap = None
     if maps:
         h = resample(heat_model, prep.spacing, volume.spacing_mm, order=1, out_shape=volume.shape)
         heatmap = np.clip(h * 255.0 + 0.5, 0, 255).astype(np.uint8)
     t["nodule_measure"] = (time.perf_counter() - t0) * 1000
     return NoduleResult(
-        candidates=cands, mask=mask, heatmap=heatmap, score=max((c.probability for c in cands), default=0.0),
+        candidates=cands, masses=[mf for mf, _ in mass_findings], mask=mask, heatmap=heatmap,
+        score=max((c.probability for c in cands), default=0.0),
         model_versions={seg_name: seg.card.version, cls_name: cls.card.version}, timings_ms=t, prob_model=prob,
         heat_model=heat_model, prepared=prep,
     )
