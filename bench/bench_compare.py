@@ -18,7 +18,8 @@ comparison itself: registration, pairing, volumetry, VDT. Printed:
   a shared machine inflates, and the process's CPU time (all threads), which bounds the wall time on an idle
   machine with one or more cores
 
-Usage: ``.venv/bin/python bench/bench_compare.py [--n 6] [--size medium] [--real] [--json out.json]``.
+Usage: ``.venv/bin/python bench/bench_compare.py [--n 4] [--stable 3] [--size medium] [--real] [--cache DIR]
+[--json out.json]``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,25 @@ LADDER = [
     ((5.0, 7.0, 9.0, 12.0, 6.5), (1.5, 1.0, 1.25, 1.0, 2.5)),
     ((6.0, 8.0, 11.0, 5.5, 14.0), (2.0, 1.15, 1.0, 1.0, 1.35)),
 ]
+
+
+STABLE_DIAMETERS = (5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 14.0)
+
+
+def cached_pair(cache: Path | None, seed: int, size: str, diam, ratios, interval: int) -> FollowupPair:
+    """A synthetic follow-up pair, from ``cache`` when it was made before with the same arguments."""
+    import pickle
+
+    key = f"{seed}-{size}-{'_'.join(map(str, diam))}-{'_'.join(map(str, ratios))}-{interval}.pkl"
+    if cache is not None and (cache / key).exists():
+        return pickle.loads((cache / key).read_bytes())
+    pair = followup_pair(
+        seed, size=size, diameters_mm=diam, volume_ratios=ratios, new_mm=7.0, resolved_mm=6.0, interval_days=interval
+    )
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / key).write_bytes(pickle.dumps(pair))
+    return pair
 
 
 def score(pair: FollowupPair, comp, cur, pri) -> dict:
@@ -249,6 +269,8 @@ def main() -> None:
     ap.add_argument("--size", default="medium", help="synthetic size preset (small, medium, full)")
     ap.add_argument("--jitter", type=float, default=1.5, help="detector centre error (mm)")
     ap.add_argument("--real", action="store_true", help="also the real pairs from ../shared/data")
+    ap.add_argument("--stable", type=int, default=0, help="extra pairs whose 7 nodules are all unchanged")
+    ap.add_argument("--cache", type=Path, default=None, help="keep generated pairs here (pickle) for reruns")
     ap.add_argument("--json", type=Path, default=None, help="write the summaries here")
     args = ap.parse_args()
     import SimpleITK as sitk
@@ -256,25 +278,19 @@ def main() -> None:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)  # the target machine has 2 cores
     out = {}
     results = []
-    for i in range(args.n):
-        diam, ratios = LADDER[i % len(LADDER)]
+    plans = [(9100 + i, *LADDER[i % len(LADDER)], int(120 + 90 * (i % 5))) for i in range(args.n)]
+    plans += [(9200 + i, STABLE_DIAMETERS, (1.0,) * len(STABLE_DIAMETERS), 365) for i in range(args.stable)]
+    for i, (seed, diam, ratios, interval) in enumerate(plans):
         t0 = time.perf_counter()
-        pair = followup_pair(
-            9100 + i,
-            size=args.size,
-            diameters_mm=diam,
-            volume_ratios=ratios,
-            new_mm=7.0,
-            resolved_mm=6.0,
-            interval_days=int(120 + 90 * (i % 5)),
-        )
+        pair = cached_pair(args.cache, seed, args.size, diam, ratios, interval)
         t_gen = time.perf_counter() - t0
         res = run_pair(pair, args.jitter, i)
         results.append(res)
         ok = sum(r["correct"] for r in res["rows"])
         print(
-            f"synthetic pair {i}: generated in {t_gen:.1f} s, compared in {res['time_s']:.1f} s, "
-            f"{ok}/{len(res['rows'])} outcomes right, lung Dice {res['alignment']['lung_dice']}",
+            f"synthetic pair {i} (seed {seed}): made in {t_gen:.1f} s, compared in {res['time_s']:.1f} s "
+            f"(CPU {res['cpu_s']:.1f} s), {ok}/{len(res['rows'])} outcomes right, "
+            f"lung Dice {res['alignment']['lung_dice']}",
             flush=True,
         )
     if results:

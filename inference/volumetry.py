@@ -9,10 +9,10 @@
    blurred edge, the half-maximum surface is where the true boundary was, so the volume is unbiased for
    slice thickness and kernel, within noise.
 3. The connected component at the seed, within a sphere of ``CLIP_FACTOR`` × the size hint; vessels and the
-   chest wall are cut off by an opening with a ball of a quarter of the hint and a geodesic reconstruction of
-   the nodule body. A segmentation whose surface lies largely on that sphere ran into a neighbour: ``ok`` is
-   False and the comparison does not call growth from it.
-
+   chest wall are cut off by an opening with a ball of a quarter of the hint (a third, then 0.42, when the
+   nodule is still attached) and a geodesic reconstruction of the nodule body. A segmentation whose surface
+   lies largely on that sphere ran into a neighbour: ``ok`` is False and the comparison does not call growth
+   from it.
 4. A first-order correction of the curvature bias (the half-maximum surface of a blurred sphere lies inside
    the true one by about ``blur variance / radius``, saturating below ~5 blur sigmas).
 
@@ -39,6 +39,8 @@ PV_K = 0.15
 CLIP_FACTOR = 0.65  # the segmentation stays within CLIP_FACTOR x hint + CLIP_MARGIN_MM of the seed
 CLIP_MARGIN_MM = 2.5
 MAX_RIM_SHARE = 0.2  # more of the surface than this on that limit: it ran into a neighbour (not ok)
+MAX_CUBE = 80  # voxels along a side of the measuring cube at most
+OPENING_FACTORS = (0.25, 0.33, 0.42)  # opening ball radius / hint, tried in turn against attached structures
 
 
 @dataclass
@@ -133,8 +135,8 @@ def measure_nodule(
             same one for both scans of a comparison).
     """
     hint = float(max(diameter_hint_mm or 6.0, 3.0))
-    fine = float(np.clip(hint / 10.0, 0.35, 0.8))
     half = max(1.4 * hint, hint / 2 + 8.0)
+    fine = max(float(np.clip(hint / 10.0, 0.35, 0.8)), 2.0 * half / MAX_CUBE)  # masses: coarser, same cost
     center = np.asarray(center_mm, float)
     cube = _fine_cube(volume, center, half, fine)
     n = cube.shape[0] // 2
@@ -154,21 +156,24 @@ def measure_nodule(
     near = r2 <= (max(hint / 4.0, 1.0)) ** 2
     masked = np.where(near, cube, -np.inf)
     seed = np.array(np.unravel_index(int(np.argmax(masked)), cube.shape))
-    open_r = int(np.clip(round(hint / 4.0 / fine), 1, 8))
     mid = bg + 0.5 * contrast if threshold_hu is None else float(threshold_hu)
     clip_r = CLIP_FACTOR * hint + CLIP_MARGIN_MM
     clip = r2 <= clip_r**2
-    mask = _segment(cube, mid, seed, open_r, clip)
-    vox = fine**3
+    rim = r2 > (clip_r - 1.5 * fine) ** 2
+    leak = 1.0
+    for factor in OPENING_FACTORS:  # stronger openings until the nodule comes off its neighbour
+        open_r = int(np.clip(round(hint * factor / fine), 1, 10))
+        mask = _segment(cube, mid, seed, open_r, clip)
+        leak = float((mask & rim).sum()) / max(1.0, float((mask & ~ndi.binary_erosion(mask)).sum()))
+        if leak <= MAX_RIM_SHARE:
+            break
     if not mask.any():
         return Measurement(0.0, 0.0, 0.0, 0.0, mid, core, 0, ok=False, reason="empty segmentation")
-    rim = r2 > (clip_r - 1.5 * fine) ** 2
-    leak = float((mask & rim).sum()) / max(1.0, float((mask & ~ndi.binary_erosion(mask)).sum()))
     touches = leak > MAX_RIM_SHARE
     # curvature bias: the half-maximum surface of a blurred convex object lies inside the true surface by
     # about blur_variance / radius (first order); blur = native voxel box + interpolation + scanner PSF
     blur_var = float(np.mean(np.square(volume.spacing_mm))) / 4.0 + PSF_VAR_MM2
-    v = float(mask.sum()) * vox
+    v = float(mask.sum()) * fine**3
     r_m = (3.0 * v / (4.0 * np.pi)) ** (1.0 / 3.0)
     # (first order only for radii above ~5 blur sigmas; below, the shift saturates: measured on spheres)
     shift = blur_var / max(r_m, 5.0 * np.sqrt(blur_var))

@@ -118,6 +118,7 @@ def test_parse_study_date():
     assert parse_study_date("") is None and parse_study_date("garbage") is None
 
 
+@pytest.mark.slow
 def test_analyze_cli_with_prior(pair, tmp_path):
     """Test that `triage analyze CURRENT --prior PRIOR --json` prints one object with a consistent comparison."""
     import os
