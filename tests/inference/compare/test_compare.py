@@ -93,6 +93,11 @@ def test_comparison_json_annotation_and_priority(comparison):
     assert sorted(f.extra.get("change") for f in cur) == ["growing", "growing", "new", "stable", "stable"]
     p, why = adjust_priority(0.3, comp)
     assert p > 0.6 and "growing" in why
+    from inference.priors import format_comparison
+
+    text = format_comparison({**doc, "priority": {"before": 0.3, "after": p, "reason": why}})
+    assert "2 growing" in text and "1 new" in text and "1 resolved" in text and "VDT" in text
+    assert text.count("\n    - ") == 6  # one line per pair, new and resolved nodule
 
 
 def test_stable_for_two_years_lowers_priority(comparison):
