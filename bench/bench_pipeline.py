@@ -23,7 +23,8 @@ TARGET_STUDY_S = 30.0
 
 
 def _row(name: str, timings: dict[str, float]) -> None:
-    keys = ["read", "nodule_prepare", "nodule_segment", "nodule_classify", "nodules", "embolism", "save", "total"]
+    keys = ["read", "nodule_prepare", "nodule_segment", "nodule_candidates", "mass_detect", "nodule_classify",
+            "nodules", "embolism", "save", "total"]
     cells = "  ".join(f"{k}={timings[k] / 1000:.2f}s" for k in keys if k in timings)
     total = timings.get("total", 0) / 1000
     print(f"{name:<34} {cells}  -> {TARGET_STUDY_S / max(total, 1e-6):.2f}x of target")

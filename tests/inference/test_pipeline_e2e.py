@@ -174,11 +174,13 @@ def test_storescu_to_receiver_to_worker_to_worklist(studies, tmp_path, backend):
     receiver = _start(["receive", "--port", str(port), "--quiet-period", "1"], env, log)
     worker = _start(["worker"], env, log)
     try:
-        for _ in range(100):
+        deadline = time.monotonic() + 60  # a loaded 2-core machine can take many seconds to import and bind
+        while time.monotonic() < deadline:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
-            time.sleep(0.1)
+            assert receiver.poll() is None, (tmp_path / "services.log").read_text()[-2000:]
+            time.sleep(0.2)
         path, truth = studies["pe"]
         sent = subprocess.run(
             [storescu, "-aec", "TRIAGE", "+sd", "+r", "127.0.0.1", str(port), str(path)], capture_output=True, text=True

@@ -147,3 +147,14 @@ def test_cli_analyze_reports_the_lung2_mass(tmp_path):
     others = [f for f in res["findings"] if f is not m and f["kind"] != "embolism"]
     assert all(np.linalg.norm(np.asarray(f["center_mm"]) - m["center_mm"]) > 30.0 for f in others)  # not split
     assert res["scores"]["nodule"] >= 0.8  # a mass ranks the study high
+
+
+@pytest.mark.parametrize("seed,contrast", [(7302, "ctpa"), (12, "ctpa")])
+def test_no_mass_on_lesion_free_synthetic_studies(seed, contrast):
+    """Test that lesion-free synthetic studies (whose heart and liver dome once passed the rules) give no mass."""
+    from inference.synth.study import generate_study
+
+    v = generate_study(seed, contrast=contrast, size="medium", lesions="none", mimics=False).volume
+    hu = resample(v.hu, v.spacing_mm, SP, order=1, cval=-1024.0)
+    lung, region, hull = _region(hu)
+    assert detect_masses(hu, lung, hull, SP, region=region) == []

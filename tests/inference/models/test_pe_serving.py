@@ -143,3 +143,24 @@ def test_models_dir_has_no_stray_pe_files():
     """Test that every committed PE ONNX file has its card (nothing unexplained in assets/models)."""
     for p in Path(MODELS).glob("pe_*.onnx"):
         assert (MODELS / f"{p.stem}.json").exists(), p
+
+
+@pytest.mark.parametrize("name", ["lung1", "lung2"])
+def test_no_critical_pe_on_real_non_ctpa_scans(name, engine):
+    """Test that the real non-contrast full-thorax scans get no PE probability (not a CTPA), never critical."""
+    from inference.training.realdata import read_nrrd_volume
+
+    d = require_shared_data() / "pyradiomics-lung"
+    vol, _ = read_nrrd_volume(d / f"{name}_image.nrrd")
+    r = analyze_pe(vol, engine=engine)
+    assert not r.is_ctpa and r.probability is None and not r.critical
+
+
+def test_no_critical_pe_on_the_real_cta(real, engine):
+    """Test that the real CTA crop (no embolus known) is assessed and not flagged critical, at the card's own
+    critical threshold."""
+    vol, _ = real
+    r = analyze_pe(vol, engine=engine)
+    card = ModelCard.load(MODELS / "pe_cnnlstm.json")
+    assert r.probability is not None and not r.critical
+    assert r.probability < float(card.thresholds["critical"])
