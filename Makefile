@@ -8,7 +8,7 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 PORT ?= 8501
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench lint typecheck check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ bench: $(TEST_STAMP)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check inference db dashboard tests bench
+
+typecheck: $(TEST_STAMP)
+	$(BIN)/python -m mypy
+
+check: lint typecheck
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

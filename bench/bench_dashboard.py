@@ -4,8 +4,11 @@ Data: 10,000 studies and 100,000 reading sessions bulk-loaded (``bench/bench_db.
 seeded review cases of the UI tests (``tests/dashboard/seed.py``). Measures, in the browser:
 
 * first render of the worklist after sign-in (target <= 2 s);
-* slice change in the viewer: arrow key on the axial slider until the new slice label and image are on
-  screen, p95 over 30 changes (target <= 200 ms);
+* the client-side viewer (NiiVue, WebGL2; SwiftShader in headless Chromium here) on a 300-slice 512 x 512
+  study: the first image after "Open" on the worklist (target <= 2 s), and the slice change p95 over 60
+  changes (target <= 50 ms), both as the browser's own clock says: a slice step from the key handler until
+  the frame is drawn (``gl.readPixels`` waits for it), and, for reference, a real key press seen by
+  Playwright (which adds its own round trip);
 * the analytics page with 100,000 readings until its first figures are on screen (target <= 3 s).
 
 Usage: ``.venv/bin/python bench/bench_dashboard.py [--studies 10000] [--sessions 100000]``.
@@ -52,7 +55,7 @@ def build(data_dir: Path, n_studies: int, n_sessions: int) -> dict:
 
 
 def _env(data_dir: Path) -> dict:
-    return {**os.environ, "TRIAGE_DATA_DIR": str(data_dir), "TRIAGE_DEMO_MODE": "1"}
+    return {**os.environ, "TRIAGE_DATA_DIR": str(data_dir), "TRIAGE_DEMO_MODE": "1", "TRIAGE_AI_HIDDEN_FRACTION": "0"}
 
 
 def sign_in(page, url: str) -> float:
@@ -70,24 +73,69 @@ def sign_in(page, url: str) -> float:
     return time.perf_counter() - t
 
 
-def slice_changes(page, study_id: int, n: int) -> np.ndarray:
-    """Milliseconds per axial slice change (arrow key until the new label and images are on screen)."""
+def big_study(data_dir: Path, slices: int = 300, size: int = 512) -> int:
+    """A ``slices`` x ``size`` x ``size`` study (body, lungs, noise; a nodule mask) saved like the worker does."""
+    from sqlmodel import Session
+
+    from db.session import create_db_engine
+    from inference.results import CaseResult, save_case
+    from inference.volume import Volume
+    from tests.db.factories import make_study
+
+    rng = np.random.default_rng(0)
+    j, i = np.indices((size, size))
+    body = ((j - size / 2) / (size * 0.44)) ** 2 + ((i - size / 2) / (size * 0.47)) ** 2 < 1
+    lungs = (((j - size * 0.48) / (size * 0.3)) ** 2 + ((np.abs(i - size / 2) - size * 0.2) / (size * 0.16)) ** 2) < 1
+    plane = np.where(body, 40, -1000).astype(np.int16)
+    plane[lungs & body] = -850
+    hu = np.repeat(plane[None], slices, axis=0)
+    hu += rng.integers(-20, 21, hu.shape, dtype=np.int16)
+    mask = np.zeros(hu.shape, np.uint8)
+    mask[slices // 2 - 4 : slices // 2 + 4, size // 2 - 8 : size // 2 + 8, size // 4 - 8 : size // 4 + 8] = 1
+    engine = create_db_engine(f"sqlite:///{data_dir / 'triage.db'}")
+    with Session(engine, expire_on_commit=False) as s:
+        study = make_study(s, nodule=0.2, embolism=None, priority=0.99, PatientName="Big^Study")
+    engine.dispose()
+    vol = Volume(
+        hu=hu,
+        spacing_mm=(1.0, 0.7, 0.7),
+        origin_mm=(-180.0, -180.0, -300.0),
+        study_uid=study.study_uid,
+        series_uid=study.study_uid + ".1",
+    )
+    result = CaseResult(study_uid=study.study_uid, series_uid=vol.series_uid, scores={"nodule": 0.2})
+    save_case(data_dir, result, vol, nodule_mask=mask)
+    return study.id
+
+
+def viewer_figures(page, study_id: int, n: int) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Open ``study_id`` from the worklist; returns (seconds from the click to the first drawn image, the
+    browser's own ms from the viewer's load start to it, per-step ms in the browser, per-key-press ms)."""
     from playwright.sync_api import expect
 
+    t = time.perf_counter()
     page.locator(f".st-key-wl_row_{study_id}").get_by_role("button", name="Open").click()
-    label = page.get_by_test_id("vw-label-axial")
-    expect(label).to_contain_text("AXIAL", timeout=T)
-    slider = page.locator(".st-key-vw_k").get_by_role("slider")
-    slider.focus()
-    out = []
-    for k in range(n):
-        before = label.inner_text()
+    frame = page.frame_locator("iframe[title*='triage_volume_viewer']")
+    try:
+        expect(frame.locator("body[data-ready='1']")).to_have_count(1, timeout=10 * T)
+    except AssertionError:
+        print("viewer not ready; its message:", frame.locator("#msg").inner_text(timeout=T))
+        raise
+    first_s = time.perf_counter() - t
+    first_ms = float(frame.locator("body").get_attribute("data-first-image-ms"))
+    handle = next(f for f in page.frames if "triage_volume_viewer" in (f.url or ""))
+    steps = [handle.evaluate(f"() => window.triageViewer.timedStep({1 if k % 20 < 10 else -1})") for k in range(n)]
+    box = frame.locator("#gl").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5)
+    slices = frame.locator("#slices")
+    presses = []
+    for k in range(n // 2):
+        before = slices.get_attribute("data-k")
         t = time.perf_counter()
-        slider.press("ArrowRight" if k % 20 < 10 else "ArrowLeft")
-        expect(label).not_to_have_text(before, timeout=T)
-        page.wait_for_function("() => [...document.querySelectorAll('img')].every(i => i.complete)", timeout=T)
-        out.append((time.perf_counter() - t) * 1000)
-    return np.array(out)
+        page.keyboard.press("ArrowUp" if k % 20 < 10 else "ArrowDown")
+        expect(slices).not_to_have_attribute("data-k", before, timeout=T)
+        presses.append((time.perf_counter() - t) * 1000)
+    return first_s, first_ms, np.array(steps), np.array(presses)
 
 
 def analytics(page) -> float:
@@ -104,7 +152,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--studies", type=int, default=10_000)
     ap.add_argument("--sessions", type=int, default=100_000)
-    ap.add_argument("--changes", type=int, default=30)
+    ap.add_argument("--changes", type=int, default=60)
+    ap.add_argument("--slices", type=int, default=300)
+    ap.add_argument("--size", type=int, default=512, help="rows and columns of the big study")
+    ap.add_argument("--viewer-only", action="store_true", help="skip the worklist and analytics measures")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -115,26 +166,37 @@ def main() -> None:
         big, small = Path(tmp) / "big", Path(tmp) / "small"
         big.mkdir()
         small.mkdir()
-        build(big, args.studies, args.sessions)
-        with running_server(_env(big)) as (url, _):
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            worklist_s = sign_in(page, url)
-            analytics_s = analytics(page)
-        ids = build(small, 0, 0)  # slice speed does not depend on the database size
+        worklist_s = analytics_s = None
+        if not args.viewer_only:
+            build(big, args.studies, args.sessions)
+            with running_server(_env(big)) as (url, _):
+                page = browser.new_page(viewport={"width": 1440, "height": 1000})
+                worklist_s = sign_in(page, url)
+                analytics_s = analytics(page)
+        build(small, 0, 0)  # slice speed does not depend on the database size
+        big_id = big_study(small, args.slices, args.size)
         with running_server(_env(small)) as (url, _):
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page = browser.new_page(viewport={"width": 1920, "height": 1080})
+            page.on("console", lambda m: print("browser:", m.text[:160]) if "niivue" in m.text.lower() else None)
             sign_in(page, url)
-            ch = slice_changes(page, ids["pe"], args.changes)
+            first_s, first_ms, steps, presses = viewer_figures(page, big_id, args.changes)
         browser.close()
 
     print(f"{'measure':<48}{'value':>10}{'target':>10}{'ratio':>8}")
-    name = f"worklist first render, {args.studies} studies"
-    print(f"{name:<48}{worklist_s:>9.2f}s{2.0:>9.1f}s{2.0 / worklist_s:>7.2f}x")
-    p95 = float(np.percentile(ch, 95))
-    name = f"slice change p95 (median {np.median(ch):.0f} ms, n={len(ch)})"
-    print(f"{name:<48}{p95:>8.0f}ms{200:>8d}ms{200 / p95:>7.2f}x")
-    name = f"analytics page, {args.sessions} readings"
-    print(f"{name:<48}{analytics_s:>9.2f}s{3.0:>9.1f}s{3.0 / analytics_s:>7.2f}x")
+    if worklist_s is not None:
+        name = f"worklist first render, {args.studies} studies"
+        print(f"{name:<48}{worklist_s:>9.2f}s{2.0:>9.1f}s{2.0 / worklist_s:>7.2f}x")
+    name = f"first image, {args.slices}x{args.size}x{args.size} study (open click)"
+    print(f"{name:<48}{first_s:>9.2f}s{2.0:>9.1f}s{2.0 / first_s:>7.2f}x")
+    name = "  of which in the viewer (load start to frame)"
+    print(f"{name:<48}{first_ms / 1000:>9.2f}s")
+    for label, ch in (("slice change p95, browser", steps), ("slice change p95, key press", presses)):
+        p95 = float(np.percentile(ch, 95))
+        name = f"{label} (median {np.median(ch):.1f}, n={len(ch)})"
+        print(f"{name:<48}{p95:>8.1f}ms{50:>8d}ms{50 / p95:>7.2f}x")
+    if analytics_s is not None:
+        name = f"analytics page, {args.sessions} readings"
+        print(f"{name:<48}{analytics_s:>9.2f}s{3.0:>9.1f}s{3.0 / analytics_s:>7.2f}x")
     print("(ratio > 1.00x meets the target)")
 
 

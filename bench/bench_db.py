@@ -49,6 +49,7 @@ from db.models import (  # noqa: E402
     User,
 )
 from db.session import create_db_engine  # noqa: E402
+from inference.schema import CaseResult  # noqa: E402
 
 PG_ENV = "TRIAGE_TEST_POSTGRES_URL"
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
@@ -206,20 +207,23 @@ def run_engine(engine: Engine, args: argparse.Namespace) -> dict[str, tuple[floa
         findings = [
             {"kind": "nodule" if n % 2 else "embolism", "probability": 0.5 + n / 100, "center_mm": [1.0, 2.0, 3.0],
              "center_voxel": [10, 20, 30], "diameter_mm": 6.0, "volume_ml": 0.1, "mean_hu": 20.0,
-             "texture": "solid", "lung_rads": "4A", "location": "RUL", "mask": "m.nii.gz", "heatmap": "h.nii.gz"}
+             "texture": "solid", "lung_rads": "4A", "location": "RUL", "mask_path": "m.nii.gz",
+             "heatmap_path": "h.nii.gz"}
             for n in range(20)
         ]  # fmt: skip
         uids = [f"2.25.{uuid.uuid4().int}" for _ in range(args.repeats + 1)]
         for study_uid in uids:
             queries.upsert_study(session=s, study_uid=study_uid, header={"Modality": "CT"}, received_at=NOW)
-        pending = iter(uids)
-        run = {"models": {"nodule": "n-1", "embolism": "e-1"}, "timings_ms": {"total": 900.0}, "provider": "CPU"}
+        pending = iter([
+            CaseResult(
+                study_uid=uid, series_uid=f"{uid}.1", scores={"nodule": 0.7, "embolism": 0.2}, findings=findings,
+                model_versions={"nodule": "n-1", "embolism": "e-1"}, timings_ms={"total": 900.0}, provider="CPU",
+                thresholds={"nodule": {"report": 0.25, "suspected": 0.5}, "embolism": {"report": 0.3, "critical": 0.5}},
+            )
+            for uid in uids
+        ])
         results["store_analysis, 20 findings"] = timed(
-            lambda: queries.store_analysis(
-                session=s, study_uid=next(pending), scores={"nodule": 0.7, "embolism": 0.2},
-                findings=findings, run=run, pe_threshold=0.5,
-            ),
-            args.repeats,
+            lambda: queries.store_analysis(session=s, result=next(pending)), args.repeats
         )  # fmt: skip
         ids = iter(range(1, args.studies + 1))
         results["claim_study"] = timed(

@@ -8,7 +8,6 @@ PyTorch eager for each model: ``bench/bench_nodule.py`` and ``bench/bench_pe.py`
 from __future__ import annotations
 
 import argparse
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -47,7 +46,12 @@ def bench_studies(size: str, tmp: Path) -> None:
 
 
 def bench_receiver(tmp: Path, n: int = 300) -> None:
-    storescu = shutil.which("storescu")
+    import sys
+
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from tests.dcmtk import dcmtk_tool  # dcmtk's storescu, never pynetdicom's script of that name
+
+    storescu = dcmtk_tool("storescu")
     if storescu is None:
         print("receiver: dcmtk's storescu not installed; skipped")
         return

@@ -22,7 +22,7 @@ vol = study.volume
 print("study", vol.shape, vol.spacing_mm)
 gpu_ok = False
 for chain in (["TensorrtExecutionProvider"], ["CUDAExecutionProvider"], ["CPUExecutionProvider"]):
-    engine = Engine(Settings().model_dir, chain)
+    engine = Engine(Settings().resolved_model_dir, chain)
     try:
         providers = {n: engine.provider_of(n) for n in engine.cards}
     except Exception as exc:

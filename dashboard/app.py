@@ -8,6 +8,7 @@ full run; expired, revoked or unknown tokens lead back to the sign-in form).
 
 from __future__ import annotations
 
+import functools
 import html
 import sys
 from pathlib import Path
@@ -25,6 +26,8 @@ USER_KEY = "user"
 TOKEN_KEY = data.TOKEN_KEY  # the sign-in token of this browser session (raw; the database has its hash)
 COOKIE_JS_KEY = "auth_cookie_js"  # a cookie script to send with the next full run
 VIEWS = Path(__file__).resolve().parent / "views"
+LINKABLE_PATHS = ("review", "analytics", "users")  # page paths a link may name before sign-in
+DEEP_LINK_KEY = "deep_link"  # the case a link asked for before sign-in (opened right after it)
 
 
 def sign_in_page() -> None:
@@ -37,9 +40,10 @@ def sign_in_page() -> None:
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         with data.session() as s:
-            user = auth.authenticate(session=s, username=username, password=password)
+            outcome = auth.sign_in(session=s, username=username, password=password, address=st.context.ip_address)
+        user = outcome.user
         if user is None:
-            st.error("Unknown user or wrong password.")
+            st.error(outcome.message)
         else:
             hours = data.settings().session_hours
             with data.session() as s:
@@ -132,7 +136,14 @@ def main() -> None:
     user = signed_in_user()
     send_cookie_script()
     if user is None:
-        st.navigation([st.Page(sign_in_page, title="Sign in", url_path="signin")], position="hidden").run()
+        wanted = st.query_params.get("study")
+        if isinstance(wanted, str) and wanted.isdigit():
+            st.session_state[DEEP_LINK_KEY] = wanted  # kept through the sign-in form, shown after it
+        # The app's page paths also lead to the sign-in form (not to a "page not found" dialog), so a link
+        # to a case keeps its address through the sign-in.
+        signin = [st.Page(sign_in_page, title="Sign in", url_path="signin", default=True)]
+        signin += [st.Page(functools.partial(sign_in_page), title="Sign in", url_path=path) for path in LINKABLE_PATHS]
+        st.navigation(signin, position="hidden").run()
         return
     pages = [
         st.Page(VIEWS / "worklist.py", title="Worklist", icon=":material/list:", default=True),
@@ -142,6 +153,9 @@ def main() -> None:
     if user.is_admin:
         pages.append(st.Page(VIEWS / "users.py", title="Users", icon=":material/group:"))
     nav = st.navigation(pages, position="top")
+    wanted = st.session_state.pop(DEEP_LINK_KEY, None)
+    if wanted is not None:
+        st.switch_page(pages[1], query_params={"study": wanted})
     top_bar(user)
     nav.run()
 

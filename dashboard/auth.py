@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlmodel import Session
 
-from db import queries
+from db import queries, throttle
 
 log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
@@ -91,21 +92,70 @@ def add_user(*, session: Session, username: str, password: str, role: str = "rad
     return SignedIn(user.username, user.role)
 
 
-def authenticate(*, session: Session, username: str, password: str) -> SignedIn | None:
-    """The account if ``username`` exists, is active and ``password`` matches; else None.
+def set_password(*, session: Session, username: str, password: str) -> bool:
+    """Give an account a new password (hashed) and end its sign-in sessions; False if there is no such account.
 
-    Every attempt is audited (``sign_in`` or ``sign_in_failed``), with the username only.
+    Raises:
+        ValueError: the password is too short.
     """
-    user = queries.get_user(session=session, username=username.strip())
-    ok = verify_password(user.password_hash if user else _DUMMY_HASH, password) and bool(user and user.active)
-    if not ok:
+    return queries.set_user_password_hash(
+        session=session, username=username.strip(), password_hash=hash_password(password)
+    )
+
+
+@dataclass(frozen=True)
+class SignInResult:
+    """The signed-in account, or None with the message to show (wrong password, back-off, lockout)."""
+
+    user: SignedIn | None
+    message: str = ""
+
+
+def sign_in(
+    *, session: Session, username: str, password: str, address: str | None = None, limits: Any = None
+) -> SignInResult:
+    """Check a sign-in, throttled per user and per client address (``db.throttle``).
+
+    While the user or the address is in back-off, or the user is locked, the password is not even checked.
+    Every attempt is audited (``sign_in``, ``sign_in_failed``, ``sign_in_refused``; a new lock
+    ``sign_in_locked``), with the username only.
+    """
+    if limits is None:
+        from inference.config import get_settings
+
+        limits = get_settings().signin
+    name = username.strip()
+    refusal = throttle.check(session=session, username=name, address=address)
+    if refusal is not None:
         queries.record_event(
-            session=session, actor="anonymous", action="sign_in_failed", detail={"username": username.strip()[:64]}
+            session=session,
+            actor="anonymous",
+            action="sign_in_refused",
+            detail={"username": name[:64], "locked": refusal.locked},
+        )
+        return SignInResult(None, refusal.message)
+    user = queries.get_user(session=session, username=name)
+    ok = verify_password(user.password_hash if user else _DUMMY_HASH, password) and bool(user and user.active)
+    if not ok or user is None:
+        queries.record_event(
+            session=session, actor="anonymous", action="sign_in_failed", detail={"username": name[:64]}
         )
         log.info("failed sign-in")
-        return None
+        locked = throttle.record_failure(session=session, username=name, address=address, limits=limits)
+        if locked:
+            return SignInResult(None, throttle.Refusal(locked=True).message)
+        return SignInResult(None, "Unknown user or wrong password.")
+    throttle.record_success(session=session, username=name, address=address)
     queries.record_event(session=session, actor=user.username, action="sign_in")
-    return SignedIn(user.username, user.role)
+    return SignInResult(SignedIn(user.username, user.role))
+
+
+def authenticate(
+    *, session: Session, username: str, password: str, address: str | None = None, limits: Any = None
+) -> SignedIn | None:
+    """The account if ``username`` exists, is active, ``password`` matches and no throttle applies; else None
+    (``sign_in`` says why)."""
+    return sign_in(session=session, username=username, password=password, address=address, limits=limits).user
 
 
 def start_session(*, session: Session, user: SignedIn, hours: float) -> str:

@@ -20,12 +20,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from dashboard.simulate import SIMULATED_PREFIX
-from db import arms, queries
-from db.models import AnalysisRun, Finding, FindingVerdict, ReaderFinding, ReadingSession, Study, StudyReport
+from db import arms, queries, reads
 from db.session import SchemaError, get_engine
 from db.worklist import WorklistItem
 from inference.config import Settings, get_settings
-from inference.results import CaseArrays, latest_case, load_case
+from inference.results import CaseArrays, QualityReason, latest_case, load_case
 
 
 def settings() -> Settings:
@@ -109,7 +108,6 @@ def worklist_rows(
             statuses=list(statuses) or None,
             limit=limit,
             finding=finding,
-            pe_threshold=settings().pe_critical_threshold,
             ai_hidden_fraction=settings().ai_hidden_fraction,
             **window,
         )
@@ -122,28 +120,9 @@ def status_counts(url: str) -> dict[str, int]:
 
 
 def top_findings(s: Session, study_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The top AI finding of each study's latest analysis run (kind, probability, size, location, change):
-    a growing or new nodule first, else the most probable finding."""
-    if not study_ids:
-        return {}
-    f, r = Finding.__table__, AnalysisRun.__table__
-    latest = (
-        sa.select(r.c.study_id, sa.func.max(r.c.id).label("run_id"))
-        .where(r.c.study_id.in_(list(study_ids)))
-        .group_by(r.c.study_id)
-        .subquery()
-    )
-    # a growing or new nodule (comparison with a prior, #16) is the top finding before any probability
-    changed = sa.case((f.c.change.in_(("growing", "new")), 0), else_=1)
-    query = (
-        sa.select(f.c.study_id, f.c.kind, f.c.probability, f.c.diameter_mm, f.c.location, f.c.change)
-        .join(latest, sa.and_(f.c.study_id == latest.c.study_id, f.c.run_id == latest.c.run_id))
-        .order_by(f.c.study_id, changed, f.c.probability.desc(), f.c.id)
-    )
-    out: dict[int, dict[str, Any]] = {}
-    for row in s.execute(query):
-        out.setdefault(row.study_id, row._asdict())
-    return out
+    """The top AI finding of each study's latest analysis run, a growing or new nodule first
+    (``db.reads.top_findings``)."""
+    return reads.top_findings(session=s, study_ids=study_ids)
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -166,22 +145,20 @@ def study_draw(s: Session, study_id: int, study_uid: str) -> float:
 
 
 def study_arm(s: Session, study_id: int) -> bool | None:
-    """The arm a study was assigned when first opened (``ai_shown`` of its first reading session), or None."""
-    t = ReadingSession.__table__
-    return s.execute(
-        sa.select(t.c.ai_shown).where(t.c.study_id == study_id).order_by(t.c.opened_at, t.c.id).limit(1)
-    ).scalar()
+    """The arm a study was assigned when first opened, or None (``db.reads.study_arm``)."""
+    return reads.study_arm(session=s, study_id=study_id)
 
 
 def reader_verdicts(s: Session, reader: str, finding_ids: Sequence[int]) -> dict[int, str]:
     """This reader's verdicts on the given findings."""
-    if not finding_ids:
-        return {}
-    t = FindingVerdict.__table__
-    rows = s.execute(
-        sa.select(t.c.finding_id, t.c.verdict).where(t.c.reader == reader, t.c.finding_id.in_(list(finding_ids)))
-    )
-    return {fid: verdict for fid, verdict in rows}
+    return reads.reader_verdicts(session=s, reader=reader, finding_ids=finding_ids)
+
+
+def quality_reasons(study_id: int) -> list[QualityReason]:
+    """The quality reasons (code, severity, message, advice) of a study's latest analysis run."""
+    with session() as s:
+        run = queries.latest_run(session=s, study_id=study_id)
+    return [QualityReason.model_validate(r) for r in (run.quality or [])] if run is not None else []
 
 
 def case_folder(study_uid: str) -> Path | None:
@@ -197,19 +174,8 @@ def case_arrays(folder: str) -> CaseArrays:
 
 # --- analytics ----------------------------------------------------------------------------------------
 def analytics_version(s: Session) -> tuple[Any, ...]:
-    """A cheap fingerprint of everything the analytics page reads: row counts, newest ids and newest
-    timestamps of reading sessions, reports, added findings, verdicts and analyses. It changes when a
-    reading is opened or closed, a study is analysed or signed, a verdict or a finding is added."""
-    rs, rp, rf, fv, st_ = (t.__table__ for t in (ReadingSession, StudyReport, ReaderFinding, FindingVerdict, Study))
-    f = sa.func
-    queries_ = (
-        sa.select(f.count(), f.max(rs.c.id), f.count(rs.c.closed_at), f.max(rs.c.closed_at)),
-        sa.select(f.count(), f.max(rp.c.id)),
-        sa.select(f.count(), f.max(rf.c.id)),
-        sa.select(f.count(), f.max(fv.c.at)),
-        sa.select(f.count(st_.c.analysed_at), f.max(st_.c.analysed_at)),
-    )
-    return tuple(str(v) for q in queries_ for v in s.execute(q).one())
+    """A cheap fingerprint of everything the analytics page reads (``db.reads.analytics_version``)."""
+    return reads.analytics_version(session=s)
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -243,41 +209,22 @@ def clear_analytics_cache() -> None:
 
 def score_outcomes(s: Session) -> list[dict[str, Any]]:
     """Per signed study: AI scores and the signed truth (for calibration), plus the scanner profile."""
-    st_, rp = Study.__table__, StudyReport.__table__
-    query = sa.select(
-        st_.c.nodule_score, st_.c.embolism_score, rp.c.nodule, rp.c.embolism, st_.c.scanner_profile
-    ).select_from(st_.join(rp, rp.c.study_id == st_.c.id))
-    result = s.execute(query)
-    keys = list(result.keys())
-    return [dict(zip(keys, row)) for row in result.all()]
+    return reads.score_outcomes(session=s)
 
 
 def simulated_counts(s: Session) -> dict[str, int]:
     """How many reading sessions and signed reports come from simulated readers (``sim-*``)."""
-    rs, rp = ReadingSession.__table__, StudyReport.__table__
-    like = SIMULATED_PREFIX + "%"
-    return {
-        "readings": s.execute(sa.select(sa.func.count()).where(rs.c.reader.like(like))).scalar_one(),
-        "readings_total": s.execute(sa.select(sa.func.count()).select_from(rs)).scalar_one(),
-        "reports": s.execute(sa.select(sa.func.count()).where(rp.c.signed_by.like(like))).scalar_one(),
-        "reports_total": s.execute(sa.select(sa.func.count()).select_from(rp)).scalar_one(),
-    }
+    return reads.simulated_counts(session=s, prefix=SIMULATED_PREFIX)
 
 
 @st.cache_data(ttl=300, show_spinner=False)
 def case_embeddings(url: str, limit: int = 2000) -> list[dict[str, Any]]:
     """Case embeddings written by the worker (``embedding`` in result.json) with each study's scanner profile."""
-    st_ = Study.__table__
     with session() as s:
-        rows = s.execute(
-            sa.select(st_.c.id, st_.c.study_uid, st_.c.scanner_profile, st_.c.manufacturer)
-            .where(st_.c.analysed_at.is_not(None))
-            .order_by(st_.c.id.desc())
-            .limit(limit)
-        ).all()
+        rows = reads.analysed_studies(session=s, limit=limit)
     out = []
     for row in rows:
-        folder = case_folder(row.study_uid)
+        folder = case_folder(row["study_uid"])
         if folder is None:
             continue
         try:
@@ -285,6 +232,6 @@ def case_embeddings(url: str, limit: int = 2000) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
         if embedding:
-            scanner = row.scanner_profile or row.manufacturer or "unknown"
-            out.append({"study_id": row.id, "scanner": scanner, "embedding": [float(v) for v in embedding]})
+            scanner = row["scanner_profile"] or row["manufacturer"] or "unknown"
+            out.append({"study_id": row["id"], "scanner": scanner, "embedding": [float(v) for v in embedding]})
     return out

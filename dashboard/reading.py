@@ -76,34 +76,52 @@ def open_case(user: SignedIn, study_id: int, *, take_over: bool = False) -> Open
         if study.status == "signed":
             return OpenOutcome(ok=False, message="This study is already signed.")
         if not take_over and study.claimed_by and study.claimed_by != user.username:
-            claimed_at = as_utc(study.claimed_at)
-            age = (utcnow() - claimed_at) if claimed_at else timedelta(0)
-            stale = age > timedelta(minutes=settings.claim_stale_minutes)
-            minutes = int(age.total_seconds() // 60)
-            return OpenOutcome(
-                ok=False,
-                holder=study.claimed_by,
-                stale=stale,
-                message=f"{study.claimed_by} is reading this study (claimed {minutes} min ago)."
-                + (" The claim looks stale; you may take it over." if stale else ""),
-            )
+            return held_outcome(s, study, settings.claim_stale_minutes)
         result = queries.claim_study(session=s, study_id=study_id, reader=user.username, take_over=take_over)
         if not result.ok:
-            return OpenOutcome(ok=False, holder=result.holder, message=f"{result.holder} is reading this study.")
+            return OpenOutcome(
+                ok=False, holder=result.holder, message=f"In review by {result.holder} (claimed just now)."
+            )
         if take_over:
             queries.record_event(session=s, actor=user.username, action="take_over", study_id=study_id)
         leave_case(user, release=True, keep=study_id)
-        draw = data.study_draw(s, study_id, study.study_uid)
-        ai_shown = assign_arm(data.study_arm(s, study_id), draw, settings.ai_hidden_fraction, bool(study.critical))
-        # audited by db as "open" (with the arm)
-        rid = queries.open_reading_session(session=s, study_id=study_id, reader=user.username, ai_shown=ai_shown)
+        earlier = queries.unclosed_reading_session(session=s, study_id=study_id, reader=user.username)
+        if earlier is not None:  # a reload (or a closed tab) of this reader: go on with that reading session
+            rid, ai_shown, carried = int(earlier.id or 0), bool(earlier.ai_shown), float(earlier.active_seconds or 0.0)
+        else:
+            draw = data.study_draw(s, study_id, study.study_uid)
+            ai_shown = assign_arm(data.study_arm(s, study_id), draw, settings.ai_hidden_fraction, bool(study.critical))
+            # audited by db as "open" (with the arm)
+            rid = queries.open_reading_session(session=s, study_id=study_id, reader=user.username, ai_shown=ai_shown)
+            carried = 0.0
         study_uid = study.study_uid
-    clock = ActivityClock(idle_cap_s=settings.reading_idle_cap_s, report_interval_s=heartbeat.INTERVAL_S)
+    clock = ActivityClock(
+        idle_cap_s=settings.reading_idle_cap_s, report_interval_s=heartbeat.INTERVAL_S, carried_s=carried
+    )
     clock.touch(time.monotonic())
     st.session_state[CASE_KEY] = OpenCase(study_id, study_uid, rid, ai_shown, clock)
     data.clear_worklist_cache()
     log.info("study id %d opened (reading session %d)", study_id, rid)
     return OpenOutcome(ok=True)
+
+
+def held_outcome(s, study, stale_minutes: float) -> OpenOutcome:
+    """Why another reader cannot open ``study`` now: "in review by X since HH:MM" (the holder's reading
+    session), with the idle time; a claim idle longer than ``stale_minutes`` has expired and may be taken over."""
+    claimed_at = as_utc(study.claimed_at)  # refreshed by the holder's activity (heartbeats)
+    idle = (utcnow() - claimed_at) if claimed_at else timedelta(0)
+    stale = idle > timedelta(minutes=stale_minutes)
+    since = queries.unclosed_reading_session(session=s, study_id=study.id, reader=study.claimed_by)
+    opened = as_utc(since.opened_at) if since is not None else claimed_at
+    when = opened.astimezone().strftime("%H:%M") if opened else "?"
+    minutes = int(idle.total_seconds() // 60)
+    return OpenOutcome(
+        ok=False,
+        holder=study.claimed_by,
+        stale=stale,
+        message=f"In review by {study.claimed_by} since {when} (last activity {minutes} min ago)."
+        + (" The claim has expired; you may take it over." if stale else ""),
+    )
 
 
 def touch() -> float:
@@ -123,8 +141,20 @@ def browser_report(value: object) -> float | None:
     seen = st.session_state.setdefault(heartbeat.SEEN_KEY, {})
     seconds = heartbeat.new_report(value, case.reading_session_id, seen)
     if seconds is not None:
-        case.clock.add_browser(seconds, time.monotonic())
+        now = time.monotonic()
+        case.clock.add_browser(seconds, now)
+        with data.session() as s:  # a reload resumes from these seconds; the claim's idle time restarts
+            queries.save_reading_progress(
+                session=s, reading_session_id=case.reading_session_id, active_seconds=case.clock.total(now)
+            )
+            if seconds > 0:
+                queries.touch_claim(session=s, study_id=case.study_id, reader=current_user())
     return seconds
+
+
+def current_user() -> str:
+    user = st.session_state.get("user")
+    return getattr(user, "username", "")
 
 
 def close_timing(case: OpenCase) -> float:
@@ -157,8 +187,18 @@ def leave_case(user: SignedIn, *, release: bool = True, keep: int | None = None)
     data.clear_worklist_cache()
 
 
-def sign(user: SignedIn, *, nodule: bool, embolism: bool, lung_rads: str | None, impression: str | None) -> float:
-    """Sign the open case's report and stop its timer; returns the active seconds recorded.
+def sign(
+    user: SignedIn,
+    *,
+    nodule: bool,
+    embolism: bool,
+    lung_rads: str | None,
+    impression: str | None,
+    override: tuple[list[str], str] | None = None,
+) -> float:
+    """Sign the open case's report and stop its timer; returns the active seconds recorded. ``override``
+    (the contradictions with the reader's verdicts and the reader's reason) is audited as
+    ``sign_contradiction`` next to the signature.
 
     Raises:
         db.queries.ReviewConflict: another reader took the study over, or it was signed meanwhile.
@@ -177,6 +217,14 @@ def sign(user: SignedIn, *, nodule: bool, embolism: bool, lung_rads: str | None,
             lung_rads=lung_rads,
             impression=impression or None,
         )
+        if override is not None:
+            queries.record_event(
+                session=s,
+                actor=user.username,
+                action="sign_contradiction",
+                study_id=case.study_id,
+                detail={"contradictions": override[0], "reason": override[1]},
+            )
     seconds = close_timing(case)
     case.signed = True
     data.clear_worklist_cache()

@@ -18,6 +18,7 @@ from sqlmodel import Session
 from dashboard.auth import hash_password
 from db import queries
 from db.types import utcnow
+from inference.schema import CaseResult, Finding
 
 #: Readers created here have this prefix; the analytics page labels their data as simulated.
 SIMULATED_PREFIX = "sim-"
@@ -46,7 +47,7 @@ def simulate_reading_history(
     n_readers: int = 3,
     ai_hidden_fraction: float = 0.25,
     ai_speedup: float = 0.8,
-    pe_threshold: float | None = None,
+    thresholds: dict[str, dict[str, float]] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Create a simulated, signed reading history for the analytics page.
@@ -59,21 +60,22 @@ def simulate_reading_history(
         n_readers: simulated readers (``sim-reader-1`` ...).
         ai_hidden_fraction: share of readings in the AI-hidden arm.
         ai_speedup: reading time with AI as a fraction of without (the simulated effect).
-        pe_threshold: critical PE threshold (default: settings).
+        thresholds: operating points per study score, stored with each simulated analysis as the pipeline
+            stores its own (default: the model cards' values, with any settings override).
         now: reference time (default: now).
 
     Returns:
         Counts: ``studies``, ``readings``, ``ai_hidden``, ``reader_findings``, ``readers``.
     """
-    if pe_threshold is None:
-        from inference.config import get_settings
-
-        pe_threshold = get_settings().pe_critical_threshold
+    if thresholds is None:
+        thresholds = card_operating_points()
+    pe_threshold = thresholds["embolism"]["critical"]
+    nodule_threshold = thresholds["nodule"]["suspected"]
     now = now or utcnow()
     readers = [f"{SIMULATED_PREFIX}reader-{n + 1}" for n in range(n_readers)]
     _ensure_readers(session, readers)
     profiles = list(PROFILES)
-    counts = {"studies": 0, "readings": 0, "ai_hidden": 0, "reader_findings": 0, "readers": readers}
+    counts: dict[str, Any] = {"studies": 0, "readings": 0, "ai_hidden": 0, "reader_findings": 0, "readers": readers}
     tag = secrets.token_hex(4)
     for n in range(n_studies):
         profile = profiles[int(rng.integers(len(profiles)))]
@@ -94,7 +96,7 @@ def simulate_reading_history(
             },
         )
         findings = []
-        if nod_s >= 0.5:
+        if nod_s >= nodule_threshold:
             findings.append(
                 {
                     "kind": "nodule",
@@ -116,15 +118,18 @@ def simulate_reading_history(
                     "location": "segmental",
                 }
             )
-        queries.store_analysis(
-            session=session,
+        result = CaseResult(
             study_uid=uid,
-            findings=findings,
-            pe_threshold=pe_threshold,
+            series_uid=f"{uid}.1",
             scores={"nodule": nod_s, "embolism": pe_s, "priority": max(nod_s, pe_s)},
-            run={"provider": "simulated", "models": {"simulation": "demo"}},
+            findings=[Finding.model_validate(f) for f in findings],
+            thresholds=thresholds,
+            provider="simulated",
+            model_versions={"simulation": "demo"},
         )
+        queries.store_analysis(session=session, result=result)
         study = queries.get_study(session=session, study_uid=uid)
+        assert study is not None and study.id is not None  # registered above
         reader = readers[int(rng.integers(len(readers)))]
         ai_shown = bool(rng.random() >= ai_hidden_fraction)
         wait_min = rng.uniform(5, 30) if pe_s >= pe_threshold else rng.uniform(20, 600)
@@ -141,6 +146,7 @@ def simulate_reading_history(
         )
         if ai_shown:
             for f in queries.get_findings(session=session, study_id=study.id):
+                assert f.id is not None
                 truth = has_pe if f.kind == "embolism" else has_nodule
                 queries.set_verdict(
                     session=session,
@@ -150,7 +156,7 @@ def simulate_reading_history(
                     reading_session_id=rid,
                 )
         for kind, truth, score in (("nodule", has_nodule, nod_s), ("embolism", has_pe, pe_s)):
-            missed = truth and (score < (0.5 if kind == "nodule" else pe_threshold) or not ai_shown)
+            missed = truth and (score < (nodule_threshold if kind == "nodule" else pe_threshold) or not ai_shown)
             if missed and rng.random() < 0.9:
                 queries.add_reader_finding(
                     session=session,
@@ -180,3 +186,14 @@ def simulate_reading_history(
         detail={k: v for k, v in counts.items() if k != "readers"},
     )
     return counts
+
+
+def card_operating_points() -> dict[str, dict[str, float]]:
+    """The study operating points of the configured model cards, settings overrides applied."""
+    from inference.config import get_settings
+    from inference.model_card import apply_overrides, find_cards, study_operating_points
+
+    settings = get_settings()
+    cards = find_cards(settings.resolved_model_dir)
+    apply_overrides(cards, settings.threshold_overrides)
+    return study_operating_points(cards)

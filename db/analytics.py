@@ -8,10 +8,12 @@ Definitions (the tests check each against hand-computed numbers):
 - **Turnaround**: arrival (``received_at``) to signature (``signed_at``) of signed studies, in minutes, by
   priority class: ``critical`` (critical flag), ``high`` (priority ≥ ``high_priority``), ``routine``
   (scored, below that) and ``unscored`` (no AI score: failed, unsuitable or never analysed).
-- **AI performance** per kind against signed ``StudyReport``\\ s: the AI calls a study positive when its
-  score is ≥ the threshold (embolism: the critical threshold; nodule: ``nodule_threshold``). Studies
-  without a score are left out and counted in ``unscored``. Sensitivity = TP/(TP+FN), specificity =
-  TN/(TN+FP), PPV = TP/(TP+FP), NPV = TN/(TN+FN); ``None`` when the denominator is 0.
+- **AI performance** per study score against signed ``StudyReport``\\ s: the AI calls a study positive when
+  its score is ≥ the operating point stored with its analysis (embolism: the PE critical point, the one that
+  flagged it critical; nodule: the nodule card's ``suspected`` point), or a what-if threshold passed in.
+  Studies without a score (or analysed before operating points were stored) are counted in ``unscored``.
+  Sensitivity = TP/(TP+FN), specificity = TN/(TN+FP), PPV = TP/(TP+FP), NPV = TN/(TN+FN); ``None`` when the
+  denominator is 0.
 - **AI false-negative rate** per kind, lesion level: reader-added findings / (AI findings confirmed by a
   reader + reader-added findings).
 - **Scanner profiles**: per ``scanner_profile`` (``"unknown"`` when unset) the study counts by outcome
@@ -30,11 +32,13 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from db.models import Finding, FindingVerdict, ReaderFinding, ReadingSession, Study, StudyReport
-from db.types import epoch_week, seconds_between, week_label
+from db.types import epoch_week, seconds_between, table_of, week_label
+from db.worklist import HIGH_PRIORITY
+from inference.findings import KIND_NAMES, SCORE_KEYS
 
-_S = Study.__table__
-_R = StudyReport.__table__
-_RS = ReadingSession.__table__
+_S = table_of(Study)
+_R = table_of(StudyReport)
+_RS = table_of(ReadingSession)
 
 
 def _summary(values: list[float], scale: float = 1.0, suffix: str = "s") -> dict[str, Any]:
@@ -177,7 +181,7 @@ def _priority_class(high_priority: float) -> sa.ColumnElement[str]:
     )
 
 
-def turnaround_by_priority(*, session: Session, high_priority: float = 0.5) -> list[dict[str, Any]]:
+def turnaround_by_priority(*, session: Session, high_priority: float = HIGH_PRIORITY) -> list[dict[str, Any]]:
     """Arrival → signed, in minutes, per priority class: ``[{"priority_class", "n", "median_min",
     "mean_min"}]`` in the order critical, high, routine, unscored (classes without studies omitted)."""
     cls = _priority_class(high_priority).label("cls")
@@ -216,7 +220,9 @@ def _confusion(tp: int, fp: int, tn: int, fn: int) -> dict[str, Any]:
     }
 
 
-def _confusion_columns(score: sa.Column, truth: sa.Column, threshold: float) -> list[Any]:
+def _confusion_columns(score: sa.Column, truth: sa.Column, threshold: Any) -> list[Any]:
+    """TP, FP, TN, FN and unscored counts; ``threshold`` is a number or a column (the stored operating
+    point: a study without one counts as unscored)."""
     pos, neg = score >= threshold, score < threshold
 
     def count(*cond: Any) -> Any:
@@ -228,36 +234,50 @@ def _confusion_columns(score: sa.Column, truth: sa.Column, threshold: float) -> 
         count(pos, false),
         count(neg, false),
         count(neg, true),
-        count(score.is_(None)),
+        count(score.is_(None) if isinstance(threshold, float) else sa.or_(score.is_(None), threshold.is_(None))),
     ]
 
 
-def _thresholds(nodule_threshold: float, embolism_threshold: float | None) -> dict[str, float]:
-    if embolism_threshold is None:
-        from inference.config import get_settings
+def _operating_point(key: str, override: float | None) -> Any:
+    """The threshold of study score ``key``: ``override`` (a what-if), else the value stored with each study's
+    analysis (``study.<key>_threshold``: the one that flagged it)."""
+    return float(override) if override is not None else _S.c[f"{key}_threshold"]
 
-        embolism_threshold = get_settings().pe_critical_threshold
-    return {"nodule": float(nodule_threshold), "embolism": float(embolism_threshold)}
+
+def _stored_points(session: Session, key: str) -> float | list[float] | None:
+    """The operating point(s) of ``key`` stored with the signed studies: one value, or every distinct one."""
+    column = _S.c[f"{key}_threshold"]
+    values = sorted(
+        v
+        for (v,) in session.execute(
+            sa.select(column).distinct().select_from(_S.join(_R, _R.c.study_id == _S.c.id)).where(column.is_not(None))
+        )
+    )
+    return values[0] if len(values) == 1 else (values or None)
 
 
 def ai_performance(
-    *, session: Session, nodule_threshold: float = 0.5, embolism_threshold: float | None = None
+    *, session: Session, nodule_threshold: float | None = None, embolism_threshold: float | None = None
 ) -> list[dict[str, Any]]:
-    """Sensitivity, specificity, PPV and NPV of the AI per kind against signed reports.
+    """Sensitivity, specificity, PPV and NPV of the AI per study score against signed reports, at the
+    operating points stored with each analysis (or at the given what-if thresholds).
 
     Returns:
         ``[{"kind", "threshold", "n", "unscored", "tp", "fp", "tn", "fn", "sensitivity", "specificity",
-        "ppv", "npv"}]`` for ``nodule`` and ``embolism``.
+        "ppv", "npv"}]`` for ``nodule`` and ``embolism`` (``inference.findings.SCORE_KEYS``); ``threshold`` is
+        the operating point used (a list when the analyses used several).
     """
-    thresholds = _thresholds(nodule_threshold, embolism_threshold)
-    kinds = (("nodule", _S.c.nodule_score, _R.c.nodule), ("embolism", _S.c.embolism_score, _R.c.embolism))
-    columns = [col for kind, score, truth in kinds for col in _confusion_columns(score, truth, thresholds[kind])]
+    overrides = {"nodule": nodule_threshold, "embolism": embolism_threshold}
+    kinds = [(key, _S.c[f"{key}_score"], _R.c[key], _operating_point(key, overrides.get(key))) for key in SCORE_KEYS]
+    columns = [col for _key, score, truth, point in kinds for col in _confusion_columns(score, truth, point)]
     row = session.execute(sa.select(*columns).select_from(_S.join(_R, _R.c.study_id == _S.c.id))).one()
     out = []
-    for n, (kind, _score, _truth) in enumerate(kinds):
+    for n, (key, _score, _truth, _point) in enumerate(kinds):
         tp, fp, tn, fn, unscored = (int(v) for v in row[5 * n : 5 * n + 5])
+        given = overrides.get(key)
+        threshold = float(given) if given is not None else _stored_points(session, key)
         out.append(
-            {"kind": kind, "threshold": thresholds[kind], "n": tp + fp + tn + fn, "unscored": unscored}
+            {"kind": key, "threshold": threshold, "n": tp + fp + tn + fn, "unscored": unscored}
             | _confusion(tp, fp, tn, fn)
         )
     return out
@@ -270,7 +290,7 @@ def ai_false_negative_rate(*, session: Session) -> list[dict[str, Any]]:
         ``[{"kind", "ai_confirmed", "reader_added", "fn_rate", "studies_with_missed"}]``; an AI finding
         counts as confirmed once any reader confirmed it.
     """
-    f, v, rf = Finding.__table__, FindingVerdict.__table__, ReaderFinding.__table__
+    f, v, rf = table_of(Finding), table_of(FindingVerdict), table_of(ReaderFinding)
     confirmed = dict(
         session.execute(
             sa.select(f.c.kind, sa.func.count(sa.distinct(f.c.id)))
@@ -286,7 +306,7 @@ def ai_false_negative_rate(*, session: Session) -> list[dict[str, Any]]:
         )
     }
     out = []
-    for kind in ("nodule", "embolism"):
+    for kind in KIND_NAMES:
         n_conf = int(confirmed.get(kind, 0))
         n_added, n_studies = (int(x) for x in added.get(kind, (0, 0)))
         out.append(
@@ -303,8 +323,9 @@ def ai_false_negative_rate(*, session: Session) -> list[dict[str, Any]]:
 
 def scanner_profile_breakdown(*, session: Session, embolism_threshold: float | None = None) -> list[dict[str, Any]]:
     """Per scanner profile: ``{"scanner_profile", "studies", "analysed", "failed", "unsuitable", "signed",
-    "critical"}`` plus embolism ``tp/fp/tn/fn``, ``sensitivity``, ``specificity``, ``ppv``, ``npv``."""
-    threshold = _thresholds(0.5, embolism_threshold)["embolism"]
+    "critical"}`` plus embolism ``tp/fp/tn/fn``, ``sensitivity``, ``specificity``, ``ppv``, ``npv`` (at the
+    stored operating points, or at ``embolism_threshold``)."""
+    threshold = _operating_point("embolism", embolism_threshold)
     profile = sa.func.coalesce(_S.c.scanner_profile, "unknown").label("profile")
 
     def count(cond: Any) -> Any:
@@ -345,9 +366,9 @@ def scanner_profile_breakdown(*, session: Session, embolism_threshold: float | N
 def analytics_summary(
     *,
     session: Session,
-    nodule_threshold: float = 0.5,
+    nodule_threshold: float | None = None,
     embolism_threshold: float | None = None,
-    high_priority: float = 0.5,
+    high_priority: float = HIGH_PRIORITY,
 ) -> dict[str, list[dict[str, Any]]]:
     """Every analytics table in one dict (one pass over the reading cases)."""
     return reading_time_tables(session=session) | {

@@ -25,10 +25,11 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from db.models import ReadingSession, Study
+from db.types import table_of
 
 KEY_FILE = "reader_study.key"
-_S = Study.__table__
-_RS = ReadingSession.__table__
+_S = table_of(Study)
+_RS = table_of(ReadingSession)
 
 
 def load_key(data_dir: Path) -> bytes:

@@ -110,6 +110,7 @@ def cmd_worklist(args: argparse.Namespace) -> int:
         name = f" {item.patient_name}" if args.show_patient and item.patient_name else ""
         note = f"  NEEDS ATTENTION: {item.attention_reason or item.status}" if item.needs_attention else ""
         held = f"  [reading: {item.claimed_by}]" if item.claimed_by else ""
+        held += f"  ({item.delivery_error})" if item.delivery_error else ""
         print(
             f"{n:>4} {item.rank:<9} {item.status:<10} {_fmt(item.embolism_score)} {_fmt(item.nodule_score)} "
             f"{_fmt(item.priority)} {item.waited_minutes:>8.0f}  {item.accession or item.study_uid}{name}"

@@ -1,8 +1,8 @@
 """Write side of the pipeline: register studies from DICOM headers, track their state, store results.
 
 Called by the importer / receiver (``upsert_study``, ``mark_queued``) and by the worker (``mark_analysing``,
-``store_analysis``, ``store_case_result``, ``mark_failed``, ``mark_unsuitable``). Each function commits its
-own transaction. Log lines name studies by UID only.
+``store_analysis`` with the pipeline's typed ``CaseResult``, ``mark_failed``, ``mark_unsuitable``). Each
+function commits its own transaction. Log lines name studies by UID only.
 """
 
 from __future__ import annotations
@@ -14,10 +14,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from db.lease import finish_lease
 from db.models import AnalysisRun, AuditEvent, Finding, Series, Study, StudyStatus
-from db.types import as_utc, utcnow
+from db.types import as_utc, table_of, utcnow
+from inference.findings import get_kind
+from inference.schema import CaseResult, QualityReason
+from inference.schema import Finding as FindingResult
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +47,15 @@ SERIES_FIELDS = {
     "ConvolutionKernel": "kernel",
     "SliceThickness": "slice_thickness_mm",
 }
-_STUDY = Study.__table__
-_SERIES = Series.__table__
-_RUN = AnalysisRun.__table__
-_FINDING = Finding.__table__
-_AUDIT = AuditEvent.__table__
+_STUDY = table_of(Study)
+_SERIES = table_of(Series)
+_RUN = table_of(AnalysisRun)
+_FINDING = table_of(Finding)
+_AUDIT = table_of(AuditEvent)
 
 
 class StudyNotFound(LookupError):
     """No study with that UID (or id) is in the database."""
-
-
-def _get(obj: Any, key: str, default: Any = None) -> Any:
-    """``obj[key]`` for mappings, ``obj.key`` otherwise."""
-    if isinstance(obj, Mapping):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
 
 
 def _text(value: Any, column: sa.Column) -> str | None:
@@ -162,6 +159,7 @@ def upsert_study(
         _upsert_series(session, study_id, item)
     session.commit()
     study = session.get(Study, study_id)
+    assert study is not None  # inserted or found above, in this transaction
     session.refresh(study)
     return study
 
@@ -173,7 +171,7 @@ def _upsert_series(session: Session, study_id: int, item: Mapping[str, Any]) -> 
         raise ValueError("each series needs a SeriesInstanceUID (series_uid)")
     if "path" in item and item["path"] is not None:
         values["path"] = str(item["path"])
-    updated = session.execute(
+    updated = session.connection().execute(
         sa.update(_SERIES).where(_SERIES.c.series_uid == uid).values(study_id=study_id, **values)
     ).rowcount
     if not updated:
@@ -181,96 +179,115 @@ def _upsert_series(session: Session, study_id: int, item: Mapping[str, Any]) -> 
         session.execute(sa.insert(_SERIES).values(series_uid=uid, study_id=study_id, **values))
 
 
+#: States a new analysis never changes: the reader's claim and the signed report stay as they are.
+READING_STATES = (StudyStatus.in_review.value, StudyStatus.signed.value)
+
+
 def _set_status(session: Session, study_uid: str, status: StudyStatus, **values: Any) -> bool:
-    """Move a study to ``status`` unless it is signed. Returns whether it moved."""
+    """Move a study to ``status`` unless it is in review or signed. Returns whether it moved."""
     study_id = _study_id(session, study_uid)
-    moved = session.execute(
+    moved = session.connection().execute(
         sa.update(_STUDY)
-        .where(_STUDY.c.id == study_id, _STUDY.c.status != StudyStatus.signed.value)
+        .where(_STUDY.c.id == study_id, _STUDY.c.status.not_in(READING_STATES))
         .values(status=status.value, **values)
     ).rowcount
     session.commit()
-    log.info("study %s -> %s%s", study_uid, status.value, "" if moved else " (refused: signed)")
+    log.info("study %s -> %s%s", study_uid, status.value, "" if moved else " (kept: in review or signed)")
     return bool(moved)
 
 
 def mark_queued(*, session: Session, study_uid: str) -> bool:
-    """The study is complete and waits for analysis. Returns False if it was already signed."""
+    """The study is complete and waits for analysis. Returns False if it is in review or signed (it keeps
+    that state; a new analysis version is stored beside it)."""
     return _set_status(session, study_uid, StudyStatus.queued, queued_at=utcnow())
 
 
 def mark_analysing(*, session: Session, study_uid: str) -> bool:
-    """The worker picked the study up. Returns False if it was already signed."""
+    """The worker picked the study up. Returns False if it is in review or signed (state kept)."""
     return _set_status(session, study_uid, StudyStatus.analysing)
 
 
-def _run_values(study_id: int, run: Any, error: str | None = None) -> dict[str, Any]:
-    run = run or {}
+def mark_incomplete(*, session: Session, study_uid: str, reason: str) -> bool:
+    """The transfer stopped mid-way (aborted association, receiver killed): ``incomplete``, waiting for a
+    re-send, never analysed as it is. A study in review or signed keeps its state. Audited."""
+    study_id = _study_id(session, study_uid)
+    moved = session.connection().execute(
+        sa.update(_STUDY)
+        .where(_STUDY.c.id == study_id, _STUDY.c.status.not_in(READING_STATES))
+        .values(status=StudyStatus.incomplete.value, attention_reason=reason, critical=False)
+    ).rowcount
+    if moved:
+        _audit(session, "incomplete_transfer", study_id, actor="receiver")
+    session.commit()
+    log.warning("study %s: %s", study_uid, reason)
+    return bool(moved)
+
+
+def _run_row(
+    study_id: int,
+    *,
+    result: CaseResult | None = None,
+    started_at: datetime | None = None,
+    error: str | None = None,
+    reasons: Sequence[QualityReason] = (),
+) -> dict[str, Any]:
+    """The ``analysis_run`` row of one pass: models, operating points, provider, timings, quality reasons."""
     return {
         "study_id": study_id,
-        "series_uid": _get(run, "series_uid"),
-        "started_at": as_utc(_get(run, "started_at")),
-        "finished_at": as_utc(_get(run, "finished_at")) or utcnow(),
-        "provider": _get(run, "provider"),
-        "models": dict(_get(run, "models") or _get(run, "model_versions") or {}),
-        "timings_ms": dict(_get(run, "timings_ms") or {}),
-        "error": error if error is not None else _get(run, "error"),
-        "prior_study_uid": _get(run, "prior_study_uid"),
-        "comparison": _get(run, "comparison"),
+        "series_uid": result.series_uid if result else None,
+        "started_at": as_utc(started_at),
+        "finished_at": utcnow(),
+        "provider": (result.provider or None) if result else None,
+        "models": dict(result.model_versions) if result else {},
+        "thresholds": {k: dict(v) for k, v in result.thresholds.items()} if result else None,
+        "quality": [r.model_dump(mode="json") for r in reasons] or None,
+        "timings_ms": result.model_dump(mode="json")["timings_ms"] if result else {},
+        "error": error,
+        # comparison with a prior (#16): the block of ``CaseResult.comparison`` and the prior it names
+        "prior_study_uid": _prior_uid(result),
+        "comparison": result.comparison if result else None,
     }
 
 
-def _xyz(finding: Any, vector_key: str, names: Sequence[str]) -> list[Any]:
-    vector = _get(finding, vector_key)
-    if vector is not None:
-        return [None if v is None else v for v in list(vector)[:3]]
-    return [_get(finding, name) for name in names]
-
-
-def finding_row(finding: Any, *, study_id: int, run_id: int) -> dict[str, Any]:
-    """Column values for one finding given as a mapping (``triage analyze --json``) or an object."""
-    x, y, z = _xyz(finding, "center_mm", ("center_x_mm", "center_y_mm", "center_z_mm"))
-    k, j, i = _xyz(finding, "center_voxel", ("center_k", "center_j", "center_i"))
-    kind = str(_get(finding, "kind"))
-    if kind not in ("nodule", "embolism"):
-        raise ValueError(f"finding kind must be 'nodule' or 'embolism', got {kind!r}")
-
-    def num(value: Any, cast: type) -> Any:
-        return None if value is None else cast(value)
-
-    def ref(*keys: str) -> str | None:
-        for key in keys:
-            value = _get(finding, key)
-            if value is not None:
-                return str(value)
-        return None
-
+def finding_row(finding: FindingResult, *, study_id: int, run_id: int) -> dict[str, Any]:
+    """Column values for one finding of a ``CaseResult``."""
+    x, y, z = finding.center_mm
+    k, j, i = finding.center_voxel
     return {
         "study_id": study_id,
         "run_id": run_id,
-        "kind": kind,
-        "probability": float(_get(finding, "probability")),
-        "center_x_mm": num(x, float),
-        "center_y_mm": num(y, float),
-        "center_z_mm": num(z, float),
-        "center_k": num(k, int),
-        "center_j": num(j, int),
-        "center_i": num(i, int),
-        "diameter_mm": num(_get(finding, "diameter_mm"), float),
-        "volume_ml": num(_get(finding, "volume_ml"), float),
-        "mean_hu": num(_get(finding, "mean_hu"), float),
-        "texture": _get(finding, "texture"),
-        "lung_rads": num(_get(finding, "lung_rads"), str),
-        "location": _get(finding, "location"),
-        "mask_path": ref("mask_path", "mask"),
-        "heatmap_path": ref("heatmap_path", "heatmap"),
+        "kind": get_kind(finding.kind).name,
+        "probability": float(finding.probability),
+        "center_x_mm": float(x),
+        "center_y_mm": float(y),
+        "center_z_mm": float(z),
+        "center_k": int(k),
+        "center_j": int(j),
+        "center_i": int(i),
+        "diameter_mm": finding.diameter_mm,
+        "volume_ml": finding.volume_ml,
+        "mean_hu": finding.mean_hu,
+        "texture": finding.texture,
+        "lung_rads": finding.lung_rads,
+        "location": finding.location,
+        "mask_path": finding.mask_path,
+        "heatmap_path": finding.heatmap_path,
         **_change_values(finding),
     }
 
 
-def _change_values(finding: Any) -> dict[str, Any]:
-    """The comparison-with-prior columns of a finding (from its ``extra``; all None without a prior)."""
-    extra = _get(finding, "extra") or {}
+def _prior_uid(result: CaseResult | None) -> str | None:
+    """The prior study a result was compared with (``comparison.prior_study_uid``), or None."""
+    if result is None or not result.comparison:
+        return None
+    uid = result.comparison.get("prior_study_uid")
+    return str(uid)[:64] if uid else None
+
+
+def _change_values(finding: FindingResult) -> dict[str, Any]:
+    """The comparison-with-prior columns of a finding (from ``Finding.extra``, written by
+    ``inference.compare.annotate_findings``; all None without a prior)."""
+    extra = finding.extra
 
     def num(key: str) -> float | None:
         value = extra.get(key)
@@ -288,100 +305,101 @@ def _change_values(finding: Any) -> dict[str, Any]:
 def store_analysis(
     *,
     session: Session,
-    study_uid: str,
-    scores: Mapping[str, float | None],
-    findings: Sequence[Any] = (),
-    run: Any = None,
-    pe_threshold: float | None = None,
+    result: CaseResult,
+    started_at: datetime | None = None,
+    lease_owner: str | None = None,
+    fingerprint: str | None = None,
 ) -> int:
-    """Store one successful analysis: the run, its findings and the study's scores, in one transaction.
+    """Store one analysis: the run (models, operating points, timings), its findings and the study's scores,
+    in one transaction.
+
+    The study keeps the operating points the analysis used (``nodule_threshold``: ``thresholds.nodule.
+    suspected``; ``embolism_threshold``: ``thresholds.embolism.critical``), so the worklist badge and filters
+    and analytics read the values that flagged it. A result whose ``quality.ok`` is false is stored with
+    ``mark_unsuitable`` instead.
 
     Args:
         session: database session.
-        study_uid: the analysed study (must exist).
-        scores: ``nodule``, ``embolism`` and ``priority`` (calibrated 0..1); ``priority`` defaults to the
-            larger of the other two.
-        findings: mappings shaped like ``triage analyze --json`` findings, or objects with those attributes.
-        run: ``series_uid``, ``started_at``, ``finished_at``, ``provider``, ``models`` (or
-            ``model_versions``), ``timings_ms``; a mapping or an object.
-        pe_threshold: embolism score at or above which the study is critical (default: settings).
+        result: the pipeline's ``CaseResult`` (the study must exist).
+        started_at: when the analysis started.
+        lease_owner: the worker's lease (``db.lease``); the result is stored only while it holds it.
+        fingerprint: of the inbox files analysed (``analysed_fingerprint``; an identical re-send is a no-op).
 
     Returns:
         The id of the new ``AnalysisRun``. The study becomes ``ready`` (a study already in review or
-        signed keeps its state) and its critical flag and scores are replaced.
-    """
-    if pe_threshold is None:
-        from inference.config import get_settings
+        signed keeps its state, claim and report), its critical flag and scores are replaced and its
+        ``analysis_version`` goes up by one.
 
-        pe_threshold = get_settings().pe_critical_threshold
-    study_id = _study_id(session, study_uid)
+    Raises:
+        db.lease.LeaseLost: ``lease_owner`` lost its lease; nothing is stored.
+    """
+    if not result.quality.ok:
+        return mark_unsuitable(
+            session=session,
+            study_uid=result.study_uid,
+            reason=result.quality.summary() or "input unsuitable",
+            reasons=result.quality.reasons,
+            started_at=started_at,
+            lease_owner=lease_owner,
+            fingerprint=fingerprint,
+        )
+    study_id = _study_id(session, result.study_uid)
+    scores = result.scores
     nodule, embolism = scores.get("nodule"), scores.get("embolism")
     priority = scores.get("priority")
     if priority is None:
         known = [s for s in (nodule, embolism) if s is not None]
         priority = max(known) if known else None
-    run_id = session.execute(sa.insert(_RUN).values(**_run_values(study_id, run)).returning(_RUN.c.id)).scalar_one()
-    rows = [finding_row(f, study_id=study_id, run_id=run_id) for f in findings]
+    finish_lease(session, study_id, lease_owner)
+    run = _run_row(study_id, result=result, started_at=started_at, reasons=result.quality.reasons)
+    run_id = session.execute(sa.insert(_RUN).values(**run).returning(_RUN.c.id)).scalar_one()
+    rows = [finding_row(f, study_id=study_id, run_id=run_id) for f in result.findings]
     if rows:
         session.execute(sa.insert(_FINDING), rows)
-    now = utcnow()
-    keep = (StudyStatus.in_review.value, StudyStatus.signed.value)
+    keep = READING_STATES
+    extra: dict[str, Any] = {} if fingerprint is None else {"analysed_fingerprint": fingerprint}
     session.execute(
         sa.update(_STUDY)
         .where(_STUDY.c.id == study_id)
         .values(
+            **extra,
+            analysis_version=_STUDY.c.analysis_version + 1,
             nodule_score=nodule,
             embolism_score=embolism,
             priority=priority,
-            critical=embolism is not None and embolism >= pe_threshold,
-            analysed_at=now,
+            critical=result.critical,
+            nodule_threshold=result.operating_point("nodule", "suspected"),
+            embolism_threshold=result.operating_point("embolism", "critical"),
+            analysed_at=utcnow(),
             attention_reason=None,
             status=sa.case((_STUDY.c.status.in_(keep), _STUDY.c.status), else_=StudyStatus.ready.value),
         )
     )
     _audit(session, "analysed", study_id, run_id=run_id, findings=len(rows))
     session.commit()
-    log.info("study %s analysed: run %d, %d findings", study_uid, run_id, len(rows))
+    log.info("study %s analysed: run %d, %d findings", result.study_uid, run_id, len(rows))
     return run_id
 
 
-def store_case_result(*, session: Session, result: Mapping[str, Any], pe_threshold: float | None = None) -> int:
-    """``store_analysis`` for a ``CaseResult`` dict as printed by ``triage analyze --json``.
-
-    A result whose ``quality.ok`` is false is stored with ``mark_unsuitable`` instead (returns the run id).
-    """
-    run = {
-        "series_uid": result.get("series_uid"),
-        "models": result.get("model_versions") or {},
-        "timings_ms": result.get("timings_ms") or {},
-        "provider": result.get("provider"),
-    }
-    comparison = result.get("comparison")
-    if comparison:
-        run["comparison"] = comparison
-        run["prior_study_uid"] = comparison.get("prior_study_uid")
-    quality = result.get("quality") or {}
-    if quality and not quality.get("ok", True):
-        reason = "; ".join(quality.get("reasons") or []) or "input unsuitable"
-        return mark_unsuitable(session=session, study_uid=result["study_uid"], reason=reason, run=run)
-    return store_analysis(
-        session=session,
-        study_uid=result["study_uid"],
-        scores=result.get("scores") or {},
-        findings=result.get("findings") or [],
-        run=run,
-        pe_threshold=pe_threshold,
-    )
-
-
-def _mark_attention(session: Session, study_uid: str, status: StudyStatus, reason: str, run: Any) -> int:
+def _mark_attention(
+    session: Session,
+    study_uid: str,
+    status: StudyStatus,
+    reason: str,
+    reasons: Sequence[QualityReason],
+    started_at: datetime | None,
+    lease_owner: str | None = None,
+    fingerprint: str | None = None,
+) -> int:
     study_id = _study_id(session, study_uid)
-    run_id = session.execute(
-        sa.insert(_RUN).values(**_run_values(study_id, run, error=reason)).returning(_RUN.c.id)
-    ).scalar_one()
+    finish_lease(session, study_id, lease_owner)
+    if fingerprint is not None:
+        session.execute(sa.update(_STUDY).where(_STUDY.c.id == study_id).values(analysed_fingerprint=fingerprint))
+    run = _run_row(study_id, started_at=started_at, error=reason, reasons=reasons)
+    run_id = session.execute(sa.insert(_RUN).values(**run).returning(_RUN.c.id)).scalar_one()
     session.execute(
         sa.update(_STUDY)
-        .where(_STUDY.c.id == study_id, _STUDY.c.status != StudyStatus.signed.value)
+        .where(_STUDY.c.id == study_id, _STUDY.c.status.not_in(READING_STATES))
         .values(
             status=status.value,
             attention_reason=reason,
@@ -389,6 +407,8 @@ def _mark_attention(session: Session, study_uid: str, status: StudyStatus, reaso
             embolism_score=None,
             priority=None,
             critical=False,
+            nodule_threshold=None,
+            embolism_threshold=None,
             analysed_at=utcnow(),
         )
     )
@@ -398,14 +418,33 @@ def _mark_attention(session: Session, study_uid: str, status: StudyStatus, reaso
     return run_id
 
 
-def mark_failed(*, session: Session, study_uid: str, reason: str, run: Any = None) -> int:
+def mark_failed(*, session: Session, study_uid: str, reason: str, started_at: datetime | None = None) -> int:
     """The analysis crashed: the study needs attention (never shown as negative). Returns the run id."""
-    return _mark_attention(session, study_uid, StudyStatus.failed, reason, run)
+    return _mark_attention(session, study_uid, StudyStatus.failed, reason, (), started_at)
 
 
-def mark_unsuitable(*, session: Session, study_uid: str, reason: str, run: Any = None) -> int:
-    """The input failed the quality gate: the study needs attention with ``reason``. Returns the run id."""
-    return _mark_attention(session, study_uid, StudyStatus.unsuitable, reason, run)
+def mark_unsuitable(
+    *,
+    session: Session,
+    study_uid: str,
+    reason: str,
+    reasons: Sequence[QualityReason] = (),
+    started_at: datetime | None = None,
+    lease_owner: str | None = None,
+    fingerprint: str | None = None,
+) -> int:
+    """The input failed the quality gate: the study needs attention with ``reason`` (one line); ``reasons``
+    (code, severity, message, advice each) are kept on the run for the review page. Returns the run id.
+    ``lease_owner`` / ``fingerprint`` as in ``store_analysis`` (an identical re-send is not re-checked)."""
+    return _mark_attention(
+        session, study_uid, StudyStatus.unsuitable, reason, reasons, started_at, lease_owner, fingerprint
+    )
+
+
+def latest_run(*, session: Session, study_id: int) -> AnalysisRun | None:
+    """The newest analysis run of a study (models, operating points, quality reasons, error), or None."""
+    query = select(AnalysisRun).where(AnalysisRun.study_id == study_id).order_by(_RUN.c.id.desc()).limit(1)
+    return session.exec(query).first()
 
 
 def get_study(*, session: Session, study_id: int | None = None, study_uid: str | None = None) -> Study | None:
@@ -421,9 +460,9 @@ def get_findings(*, session: Session, study_id: int, all_runs: bool = False) -> 
     if not all_runs:
         latest = sa.select(sa.func.max(_RUN.c.id)).where(_RUN.c.study_id == study_id).scalar_subquery()
         query = query.where(Finding.run_id == latest)
-    return list(session.exec(query.order_by(Finding.probability.desc(), Finding.id)))
+    return list(session.exec(query.order_by(col(Finding.probability).desc(), col(Finding.id))))
 
 
 def get_series(*, session: Session, study_id: int) -> list[Series]:
     """Series of a study, by series number."""
-    return list(session.exec(select(Series).where(Series.study_id == study_id).order_by(Series.series_number)))
+    return list(session.exec(select(Series).where(Series.study_id == study_id).order_by(col(Series.series_number))))

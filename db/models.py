@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlmodel import JSON, Field, SQLModel
 
 from db.types import UTCDateTime, utcnow
+from inference.findings import kind_check_sql
 
 # Naming convention so constraint names are the same on every engine and in the migration.
 SQLModel.metadata.naming_convention = {
@@ -39,13 +40,14 @@ class StudyStatus(str, Enum):
     signed = "signed"
     failed = "failed"
     unsuitable = "unsuitable"
+    #: the sender stopped mid-transfer (aborted association, receiver killed): waiting for a re-send
+    incomplete = "incomplete"
 
 
 #: States in which the AI result is missing for a reason a human must see ("needs attention").
-ATTENTION_STATUSES = (StudyStatus.failed.value, StudyStatus.unsuitable.value)
+ATTENTION_STATUSES = (StudyStatus.failed.value, StudyStatus.unsuitable.value, StudyStatus.incomplete.value)
 #: States shown on the worklist by default (everything not yet signed).
 OPEN_STATUSES = tuple(s.value for s in StudyStatus if s is not StudyStatus.signed)
-FINDING_KINDS = ("nodule", "embolism")
 VERDICTS = ("confirmed", "rejected")
 ROLES = ("reader", "admin")
 
@@ -61,11 +63,14 @@ def _str(length: int, *, nullable: bool = True, index: bool = False, default: An
     return Field(default=default, sa_type=sa.String(length), nullable=nullable, index=index)
 
 
-def _fk(target: str, *, nullable: bool = False, ondelete: str = "CASCADE", index: bool = True) -> Any:
+OnDelete = Literal["CASCADE", "SET NULL", "RESTRICT"]
+
+
+def _fk(target: str, *, nullable: bool = False, ondelete: OnDelete = "CASCADE", index: bool = True) -> Any:
     return Field(default=None, foreign_key=target, nullable=nullable, ondelete=ondelete, index=index)
 
 
-def _user_fk(*, nullable: bool = False, ondelete: str = "RESTRICT", index: bool = True) -> Any:
+def _user_fk(*, nullable: bool = False, ondelete: OnDelete = "RESTRICT", index: bool = True) -> Any:
     """A username column referring to ``app_user`` (users are deactivated, not deleted)."""
     return Field(
         default=None,
@@ -114,7 +119,8 @@ class Study(SQLModel, table=True):
     __tablename__ = "study"
     __table_args__ = (
         sa.CheckConstraint(
-            "status IN ('received', 'queued', 'analysing', 'ready', 'in_review', 'signed', 'failed', 'unsuitable')",
+            "status IN ('received', 'queued', 'analysing', 'ready', 'in_review', 'signed', 'failed', 'unsuitable', "
+            "'incomplete')",
             name="status",
         ),
         # Worklist: filter by status, order by critical / priority / arrival.
@@ -147,12 +153,25 @@ class Study(SQLModel, table=True):
     embolism_score: float | None = None
     priority: float | None = None
     critical: bool = Field(default=False, nullable=False)
+    #: Operating points of the latest analysis (from its model cards or a settings override): the nodule score
+    #: from which the study counts as nodule-suspected, the PE score that made it critical.
+    nodule_threshold: float | None = None
+    embolism_threshold: float | None = None
     attention_reason: str | None = Field(default=None, sa_type=sa.Text)
     data_path: str | None = Field(default=None, sa_type=sa.Text)
     claimed_by: str | None = _user_fk(nullable=True, ondelete="SET NULL", index=False)
     claimed_at: datetime | None = _ts()
     #: Reader-study draw in [0, 1) (``db.arms``): AI hidden when below ``ai_hidden_fraction``, until opened.
     arm_draw: float | None = None
+    #: The worker analysing the study holds a lease (``db.lease``): taken over only once expired.
+    lease_owner: str | None = _str(64)
+    lease_expires_at: datetime | None = _ts()
+    #: How many successful analyses the study has had (a re-send with new instances adds one).
+    analysis_version: int = Field(default=0, nullable=False, sa_column_kwargs={"server_default": "0"})
+    #: Fingerprint of the inbox files the latest analysis read; an identical re-send changes nothing.
+    analysed_fingerprint: str | None = _str(64)
+    #: "results not delivered: <reason>" once a result delivery has used its last try (``Delivery``).
+    delivery_error: str | None = Field(default=None, sa_type=sa.Text)
 
 
 class Series(SQLModel, table=True):
@@ -174,7 +193,8 @@ class Series(SQLModel, table=True):
 
 
 class AnalysisRun(SQLModel, table=True):
-    """One pass of the pipeline over a study: which models, where, how long, and any error."""
+    """One pass of the pipeline over a study: which models and operating points, where, how long, the quality
+    reasons and any error."""
 
     __tablename__ = "analysis_run"
 
@@ -185,6 +205,10 @@ class AnalysisRun(SQLModel, table=True):
     finished_at: datetime = _ts(nullable=False)
     provider: str | None = _str(64)
     models: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    #: Operating points used, per study score (``CaseResult.thresholds``).
+    thresholds: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True)
+    #: Quality reasons (code, severity, message, advice each), warnings included.
+    quality: list[Any] | None = Field(default=None, sa_type=JSON, nullable=True)
     timings_ms: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
     error: str | None = Field(default=None, sa_type=sa.Text)
     #: The earlier study of the same patient this run was compared with, and the comparison block (#16).
@@ -196,7 +220,7 @@ class Finding(SQLModel, table=True):
     """An AI finding. Centre in LPS patient millimetres and in voxel indices (k, j, i) = (z, y, x)."""
 
     __tablename__ = "finding"
-    __table_args__ = (sa.CheckConstraint("kind IN ('nodule', 'embolism')", name="kind"),)
+    __table_args__ = (sa.CheckConstraint(kind_check_sql(), name="kind"),)  # kinds: inference.findings
 
     id: int | None = Field(default=None, primary_key=True)
     study_id: int = _fk("study.id")
@@ -266,7 +290,7 @@ class ReaderFinding(SQLModel, table=True):
     """A finding the reader added because the AI missed it (counts as an AI false negative)."""
 
     __tablename__ = "reader_finding"
-    __table_args__ = (sa.CheckConstraint("kind IN ('nodule', 'embolism')", name="kind"),)
+    __table_args__ = (sa.CheckConstraint(kind_check_sql(), name="kind"),)  # kinds: inference.findings
 
     id: int | None = Field(default=None, primary_key=True)
     study_id: int = _fk("study.id")
@@ -299,6 +323,21 @@ class StudyReport(SQLModel, table=True):
     signed_at: datetime = _ts(nullable=False)
 
 
+class SignInThrottle(SQLModel, table=True):
+    """Failed sign-ins per key (``user:NAME`` or ``addr:IP``): back-off until ``blocked_until``; a user key
+    that reached the lockout limit stays ``locked`` until an admin lifts it (``db.throttle``)."""
+
+    __tablename__ = "sign_in_throttle"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(sa_type=sa.String(160), unique=True, nullable=False)
+    failures: int = Field(default=0, nullable=False)
+    last_failure_at: datetime | None = _ts()
+    blocked_until: datetime | None = _ts()
+    locked: bool = Field(default=False, nullable=False)
+    locked_at: datetime | None = _ts()
+
+
 class AuditEvent(SQLModel, table=True):
     """Who did what to which study, when. ``actor`` is a username or a system name (``worker``)."""
 
@@ -312,16 +351,60 @@ class AuditEvent(SQLModel, table=True):
     detail: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True)
 
 
-ALL_TABLES = [
-    User,
-    AuthSession,
-    Study,
-    Series,
-    AnalysisRun,
-    Finding,
-    ReadingSession,
-    FindingVerdict,
-    ReaderFinding,
-    StudyReport,
-    AuditEvent,
-]
+DELIVERY_STATES = ("pending", "sending", "delivered", "failed")
+DELIVERY_METHODS = ("c-store", "stow-rs")
+
+
+class Delivery(SQLModel, table=True):
+    """One analysis output set (SEG, SR) to one peer by one method, with its retry state.
+
+    ``pending`` (due at ``next_attempt_at``) → ``sending`` (claimed by a worker) → ``delivered``; or back to
+    ``pending`` with exponential backoff after a failed try, and ``failed`` after the last one (the study then
+    carries ``delivery_error``). ``paths`` are relative to the data directory.
+    """
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "peer", "method"),
+        sa.CheckConstraint("status IN ('pending', 'sending', 'delivered', 'failed')", name="status"),
+        sa.CheckConstraint("method IN ('c-store', 'stow-rs')", name="method"),
+        sa.Index("ix_delivery_due", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = _fk("study.id")
+    run_id: int | None = _fk("analysis_run.id", nullable=True, index=False)
+    peer: str = Field(sa_type=sa.String(64), nullable=False)
+    method: str = Field(sa_type=sa.String(16), nullable=False)
+    paths: list[str] = Field(default_factory=list, sa_type=JSON, nullable=False)
+    status: str = Field(default="pending", sa_type=sa.String(16), nullable=False)
+    attempts: int = Field(default=0, nullable=False)
+    max_attempts: int = Field(default=6, nullable=False)
+    next_attempt_at: datetime | None = _ts()
+    last_attempt_at: datetime | None = _ts()
+    delivered_at: datetime | None = _ts()
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = _ts(nullable=False)
+
+
+class StudyPrior(SQLModel, table=True):
+    """An earlier study of the same patient kept for comparison: where its best series lies and where from.
+
+    ``prior_study_id`` is set when the prior is a study of our own database; ``source`` is ``local`` or
+    ``peer:<name>``; ``path`` is the folder holding the prior's selected series (readable by ``read_volume``).
+    """
+
+    __tablename__ = "study_prior"
+    __table_args__ = (sa.UniqueConstraint("study_id", "prior_study_uid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = _fk("study.id")
+    prior_study_uid: str = Field(sa_type=sa.String(64), nullable=False)
+    prior_series_uid: str | None = _str(64)
+    prior_study_date: str | None = _str(8)
+    prior_study_id: int | None = _fk("study.id", nullable=True, ondelete="SET NULL", index=False)
+    source: str = Field(sa_type=sa.String(80), nullable=False)
+    path: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = _ts(nullable=False)
+
+

@@ -2,7 +2,7 @@
 
 All take a keyword-only ``session`` (``sqlmodel.Session``); pages never write SQL. The code lives in
 ``ingest.py`` (pipeline writes), ``review.py`` (reading room), ``auth.py`` (sign-in sessions),
-``worklist.py`` and ``analytics.py``.
+``worklist.py`` and ``analytics.py``; the dashboard's remaining reads are in ``reads.py``.
 """
 
 from __future__ import annotations
@@ -25,14 +25,16 @@ from db.ingest import (
     get_findings,
     get_series,
     get_study,
+    latest_run,
     mark_analysing,
     mark_failed,
+    mark_incomplete,
     mark_queued,
     mark_unsuitable,
     store_analysis,
-    store_case_result,
     upsert_study,
 )
+from db.lease import updated_since_opened
 from db.review import (
     ClaimResult,
     ReviewConflict,
@@ -48,9 +50,13 @@ from db.review import (
     open_reading_session,
     record_event,
     release_study,
+    save_reading_progress,
     set_user_active,
+    set_user_password_hash,
     set_verdict,
     sign_report,
+    touch_claim,
+    unclosed_reading_session,
 )
 from db.worklist import WorklistItem, count_worklist, worklist, worklist_counts
 
@@ -73,11 +79,13 @@ __all__ = [
     "get_series",
     "get_study",
     "get_user",
+    "latest_run",
     "list_events",
     "list_reader_findings",
     "list_users",
     "mark_analysing",
     "mark_failed",
+    "mark_incomplete",
     "mark_queued",
     "mark_unsuitable",
     "open_reading_session",
@@ -91,12 +99,16 @@ __all__ = [
     "release_study",
     "revoke_auth_session",
     "scanner_profile_breakdown",
+    "save_reading_progress",
     "set_user_active",
+    "set_user_password_hash",
+    "touch_claim",
+    "unclosed_reading_session",
     "set_verdict",
     "sign_report",
     "store_analysis",
-    "store_case_result",
     "turnaround_by_priority",
+    "updated_since_opened",
     "upsert_study",
     "validate_auth_session",
     "worklist",

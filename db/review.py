@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from db.models import (
     ROLES,
@@ -32,10 +32,10 @@ from db.models import (
     StudyStatus,
     User,
 )
-from db.types import as_utc, utcnow
+from db.types import as_utc, table_of, utcnow
 
 log = logging.getLogger(__name__)
-_STUDY = Study.__table__
+_STUDY = table_of(Study)
 _SIGNED = StudyStatus.signed.value
 
 
@@ -67,7 +67,7 @@ def record_event(
 ) -> None:
     """Append an audit event (``detail`` must not contain patient identifiers)."""
     session.execute(
-        sa.insert(AuditEvent.__table__).values(
+        sa.insert(table_of(AuditEvent)).values(
             at=utcnow(), actor=actor, action=action, study_id=study_id, detail=detail
         )
     )
@@ -80,7 +80,7 @@ def list_events(*, session: Session, study_id: int | None = None, limit: int = 2
     query = select(AuditEvent)
     if study_id is not None:
         query = query.where(AuditEvent.study_id == study_id)
-    return list(session.exec(query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)))
+    return list(session.exec(query.order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc()).limit(limit)))
 
 
 def claim_study(*, session: Session, study_id: int, reader: str, take_over: bool = False) -> ClaimResult:
@@ -101,7 +101,7 @@ def claim_study(*, session: Session, study_id: int, reader: str, take_over: bool
     if not take_over:
         condition.append(sa.or_(_STUDY.c.claimed_by.is_(None), _STUDY.c.claimed_by == reader))
     ready = StudyStatus.ready.value
-    won = session.execute(
+    won = session.connection().execute(
         sa.update(_STUDY)
         .where(*condition)
         .values(
@@ -124,9 +124,49 @@ def claim_study(*, session: Session, study_id: int, reader: str, take_over: bool
     return ClaimResult(ok=False, study_id=study_id, holder=row.claimed_by, reason=reason)
 
 
+def touch_claim(*, session: Session, study_id: int, reader: str) -> bool:
+    """The holder is still at work: ``claimed_at`` becomes now, so the claim's age is its idle time (a claim
+    idle longer than ``Settings.claim_stale_minutes`` may be taken over). False if ``reader`` does not hold it."""
+    touched = session.connection().execute(
+        sa.update(_STUDY)
+        .where(_STUDY.c.id == study_id, _STUDY.c.claimed_by == reader, _STUDY.c.status != _SIGNED)
+        .values(claimed_at=utcnow())
+    ).rowcount
+    session.commit()
+    return bool(touched)
+
+
+def save_reading_progress(*, session: Session, reading_session_id: int, active_seconds: float) -> bool:
+    """Store the active seconds so far of an open reading session (a reload resumes from them); False if
+    the session is closed."""
+    table = table_of(ReadingSession)
+    saved = session.connection().execute(
+        sa.update(table)
+        .where(table.c.id == reading_session_id, table.c.closed_at.is_(None))
+        .values(active_seconds=max(0.0, float(active_seconds)))
+    ).rowcount
+    session.commit()
+    return bool(saved)
+
+
+def unclosed_reading_session(*, session: Session, study_id: int, reader: str) -> ReadingSession | None:
+    """The reader's newest reading session on the study that was never closed (a reloaded or closed tab)."""
+    query = (
+        select(ReadingSession)
+        .where(
+            ReadingSession.study_id == study_id,
+            ReadingSession.reader == reader,
+            ReadingSession.closed_at.is_(None),  # type: ignore[union-attr]
+        )
+        .order_by(col(ReadingSession.opened_at).desc(), col(ReadingSession.id).desc())
+        .limit(1)
+    )
+    return session.exec(query).first()
+
+
 def release_study(*, session: Session, study_id: int, reader: str) -> bool:
     """Give a claimed study back (only its holder can); ``in_review`` returns to ``ready``."""
-    released = session.execute(
+    released = session.connection().execute(
         sa.update(_STUDY)
         .where(_STUDY.c.id == study_id, _STUDY.c.claimed_by == reader)
         .values(
@@ -148,7 +188,7 @@ def open_reading_session(
     *, session: Session, study_id: int, reader: str, ai_shown: bool, opened_at: datetime | None = None
 ) -> int:
     """Start timing a reader's work on a study; ``ai_shown`` is the arm. Returns the session id."""
-    table = ReadingSession.__table__
+    table = table_of(ReadingSession)
     rid = session.execute(
         sa.insert(table)
         .values(study_id=study_id, reader=reader, ai_shown=ai_shown, opened_at=as_utc(opened_at) or utcnow())
@@ -167,8 +207,8 @@ def close_reading_session(
     """Stop timing (``active_seconds``: time the case was in front of the reader); False if already closed."""
     if active_seconds < 0:
         raise ValueError("active_seconds must not be negative")
-    table = ReadingSession.__table__
-    closed = session.execute(
+    table = table_of(ReadingSession)
+    closed = session.connection().execute(
         sa.update(table)
         .where(table.c.id == reading_session_id, table.c.closed_at.is_(None))
         .values(closed_at=as_utc(closed_at) or utcnow(), active_seconds=float(active_seconds))
@@ -188,16 +228,16 @@ def set_verdict(
     """Record (or change) a reader's verdict on an AI finding: ``confirmed`` or ``rejected``."""
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
-    table = FindingVerdict.__table__
+    table = table_of(FindingVerdict)
     values = {"verdict": verdict, "at": utcnow(), "reading_session_id": reading_session_id}
     where = (table.c.finding_id == finding_id, table.c.reader == reader)
-    if not session.execute(sa.update(table).where(*where).values(**values)).rowcount:
+    if not session.connection().execute(sa.update(table).where(*where).values(**values)).rowcount:
         try:
             with session.begin_nested():
                 session.execute(sa.insert(table).values(finding_id=finding_id, reader=reader, **values))
         except IntegrityError:  # a concurrent first verdict by the same reader: last write wins
             session.execute(sa.update(table).where(*where).values(**values))
-    findings = Finding.__table__
+    findings = table_of(Finding)
     study_id = sa.select(findings.c.study_id).where(findings.c.id == finding_id).scalar_subquery()
     record_event(
         session=session,
@@ -225,7 +265,7 @@ def add_reader_finding(
     """Record a finding the AI missed (LPS mm and/or voxel (k, j, i) position). Returns its id."""
     x, y, z = center_mm if center_mm is not None else (None, None, None)
     k, j, i = center_voxel if center_voxel is not None else (None, None, None)
-    table = ReaderFinding.__table__
+    table = table_of(ReaderFinding)
     fid = session.execute(
         sa.insert(table)
         .values(
@@ -274,7 +314,7 @@ def sign_report(
         ReviewConflict: another reader holds the study, or it is already signed.
     """
     when = as_utc(signed_at) or utcnow()
-    moved = session.execute(
+    moved = session.connection().execute(
         sa.update(_STUDY)
         .where(
             _STUDY.c.id == study_id,
@@ -292,7 +332,7 @@ def sign_report(
         if row.status == _SIGNED:
             raise ReviewConflict(f"study id {study_id} is already signed")
         raise ReviewConflict(f"study id {study_id} is being read by {row.claimed_by}")
-    table = StudyReport.__table__
+    table = table_of(StudyReport)
     report_id = session.execute(
         sa.insert(table)
         .values(
@@ -346,9 +386,27 @@ def list_users(*, session: Session) -> list[User]:
     return list(session.exec(select(User).order_by(User.username)))
 
 
+def set_user_password_hash(*, session: Session, username: str, password_hash: str) -> bool:
+    """Replace an account's password hash and revoke its sign-in sessions (audited ``password_reset``);
+    False when there is no such account."""
+    from db.models import AuthSession
+
+    table = table_of(User)
+    changed = session.connection().execute(
+        sa.update(table).where(table.c.username == username).values(password_hash=password_hash)
+    ).rowcount
+    if changed:
+        auth = table_of(AuthSession)
+        session.execute(sa.update(auth).where(auth.c.username == username).values(revoked=True))
+        record_event(session=session, actor=username, action="password_reset", commit=False)
+    session.commit()
+    return bool(changed)
+
+
 def set_user_active(*, session: Session, username: str, active: bool) -> bool:
     """Enable or disable an account (accounts are never deleted: their readings refer to them)."""
-    table = User.__table__
-    changed = session.execute(sa.update(table).where(table.c.username == username).values(active=active)).rowcount
+    table = table_of(User)
+    query = sa.update(table).where(table.c.username == username).values(active=active)
+    changed = session.connection().execute(query).rowcount
     session.commit()
     return bool(changed)

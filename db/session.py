@@ -20,7 +20,7 @@ from sqlmodel import Session, create_engine
 
 from db.migrate import SchemaError, check_schema
 
-__all__ = ["SchemaError", "create_db_engine", "get_engine", "session_scope", "reset_engines"]
+__all__ = ["SchemaError", "create_db_engine", "get_engine", "open_database", "session_scope", "reset_engines"]
 
 log = logging.getLogger(__name__)
 _engines: dict[str, Engine] = {}
@@ -105,3 +105,51 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def open_database(url: str, *, data_dir: Path, create: bool) -> Engine:
+    """The engine for ``url``; with ``create`` (the embedded SQLite database, no ``TRIAGE_DATABASE_URL``) an
+    empty database gets the schema on first use.
+
+    The receiver, the worker and the dashboard may all start on a fresh data directory at once: one of them
+    creates the schema while the others wait on a lock file (``data_dir/.schema.lock``), then find it there.
+
+    Raises:
+        SchemaError: a configured (or existing but outdated) database is not at the newest schema; the message
+            names ``triage db upgrade``.
+    """
+    from db.migrate import current_revision, upgrade
+
+    try:
+        return get_engine(url)
+    except SchemaError:
+        if not create:
+            raise
+    with _schema_lock(data_dir):
+        try:
+            return get_engine(url)
+        except SchemaError:
+            pass
+        fresh = create_db_engine(url)
+        try:
+            if current_revision(fresh) is not None:
+                raise
+            upgrade(fresh)
+            log.info("created the embedded database schema")
+        finally:
+            fresh.dispose()
+    return get_engine(url)
+
+
+@contextmanager
+def _schema_lock(data_dir: Path) -> Iterator[None]:
+    """An exclusive lock across processes (``fcntl.flock`` on ``data_dir/.schema.lock``; POSIX)."""
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / ".schema.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -102,3 +102,9 @@ def week_label(index: int) -> str:
     """ISO week label (``2026-W05``) of an ``epoch_week`` value."""
     year, week, _ = (_EPOCH_MONDAY + timedelta(weeks=int(index))).isocalendar()
     return f"{year}-W{week:02d}"
+
+
+def table_of(model: type) -> sa.Table:
+    """The ``sa.Table`` of a SQLModel table class (typed, for Core queries)."""
+    return model.__table__  # type: ignore[attr-defined]  # set by SQLModel's metaclass
+

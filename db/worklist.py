@@ -20,8 +20,9 @@ studies that have waited even longer rank above it, so an AI-negative study is n
 indefinitely by a stream of higher-scored arrivals. Failed and unsuitable studies carry
 ``needs_attention=True`` and their reason; they never look like negatives.
 
-Finding filter (``finding=``, in SQL like the status and arrival filters): ``pe`` (critical flag or
-embolism score at the PE threshold), ``nodule`` (nodule score at ``NODULE_SUSPECTED``), ``attention``
+Finding filter (``finding=``, in SQL like the status and arrival filters): ``pe`` (the critical flag: the
+embolism score reached the PE operating point stored with the analysis), ``nodule`` (nodule score at the
+stored ``nodule_threshold``, the nodule card's ``suspected`` point), ``attention``
 (failed / unsuitable), ``none`` (analysed, not needing attention, no finding in the latest analysis run).
 The AI-based filters (``pe``, ``nodule``, ``none``) leave out studies in the AI-hidden reading arm, so a
 filter cannot reveal what the arm hides.
@@ -43,20 +44,21 @@ from sqlmodel import Session
 
 from db.arms import ai_hidden_sql
 from db.models import ATTENTION_STATUSES, OPEN_STATUSES, AnalysisRun, Finding, Study
-from db.types import as_utc, utcnow
+from db.types import as_utc, table_of, utcnow
 
-_S = Study.__table__
-_F = Finding.__table__
-_R = AnalysisRun.__table__
+_S = table_of(Study)
+_F = table_of(Finding)
+_R = table_of(AnalysisRun)
 RANK_NAMES = {0: "critical", 1: "attention", 2: "routine"}
 #: Values of ``worklist(finding=...)``.
 FINDING_FILTERS = ("pe", "nodule", "attention", "none")
-#: Nodule score from which a study counts as "nodule suspected" (the worklist filter and badge).
-NODULE_SUSPECTED = 0.5
+#: Priority from which a routine study is badged "high" (and counts as high priority in the analytics).
+HIGH_PRIORITY = 0.5
 _COLUMNS = (
     "id", "study_uid", "accession", "patient_id", "patient_name", "description", "modality",
     "manufacturer", "scanner_model", "scanner_profile", "status", "received_at", "analysed_at",
     "nodule_score", "embolism_score", "priority", "critical", "attention_reason", "claimed_by", "claimed_at",
+    "nodule_threshold", "embolism_threshold", "delivery_error",
 )  # fmt: skip
 
 
@@ -84,11 +86,15 @@ class WorklistItem:
     attention_reason: str | None
     claimed_by: str | None
     claimed_at: datetime | None
+    nodule_threshold: float | None  # the operating points stored with the latest analysis
+    embolism_threshold: float | None
     rank: str
     overdue: bool
     needs_attention: bool
     waited_minutes: float
     ai_hidden: bool = False
+    #: "results not delivered: <reason>" when the SEG/SR could not be sent to a PACS peer (``db.peers``).
+    delivery_error: str | None = None
 
     def to_dict(self, *, identifiers: bool = True) -> dict[str, Any]:
         """JSON-friendly dict (ISO timestamps); ``identifiers=False`` drops patient ID and name."""
@@ -127,7 +133,7 @@ def _filter(statuses: Sequence[str] | None) -> sa.ColumnElement[bool]:
     return _S.c.status.in_(wanted)
 
 
-def _finding_filter(finding: str, pe_threshold: float | None, hidden: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+def _finding_filter(finding: str, hidden: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
     """The SQL condition of a finding filter (see the module docstring).
 
     Raises:
@@ -138,13 +144,9 @@ def _finding_filter(finding: str, pe_threshold: float | None, hidden: sa.ColumnE
         return attention
     ai_shown = sa.not_(hidden)
     if finding == "pe":
-        if pe_threshold is None:
-            from inference.config import get_settings
-
-            pe_threshold = get_settings().pe_critical_threshold
-        return sa.and_(sa.or_(_S.c.critical, _S.c.embolism_score >= pe_threshold), ai_shown)
+        return sa.and_(_S.c.critical, ai_shown)
     if finding == "nodule":
-        return sa.and_(_S.c.nodule_score >= NODULE_SUSPECTED, ai_shown)
+        return sa.and_(_S.c.nodule_score >= _S.c.nodule_threshold, ai_shown)
     if finding == "none":
         latest_run = sa.select(sa.func.max(_R.c.id)).where(_R.c.study_id == _S.c.id).correlate(_S).scalar_subquery()
         findings = sa.exists().where(_F.c.study_id == _S.c.id, _F.c.run_id == latest_run)
@@ -163,7 +165,6 @@ def worklist(
     received_from: datetime | None = None,
     received_before: datetime | None = None,
     finding: str | None = None,
-    pe_threshold: float | None = None,
     ai_hidden_fraction: float | None = None,
 ) -> list[WorklistItem]:
     """One page of the ranked worklist (see the module docstring for the order).
@@ -178,7 +179,6 @@ def worklist(
         received_from: only studies received at or after this time (filtered in SQL).
         received_before: only studies received before this time.
         finding: one of ``FINDING_FILTERS`` (see the module docstring), or None for every study.
-        pe_threshold: embolism score of the ``pe`` filter (default: ``Settings.pe_critical_threshold``).
         ai_hidden_fraction: share of never-opened studies in the AI-hidden arm (default:
             ``Settings.ai_hidden_fraction``); studies without a stored draw count as shown.
 
@@ -208,7 +208,7 @@ def worklist(
     if received_before is not None:
         window.append(_S.c.received_at < as_utc(received_before))
     if finding is not None:
-        window.append(_finding_filter(finding, pe_threshold, hidden))
+        window.append(_finding_filter(finding, hidden))
     needed = offset + limit
     ranked: list[tuple[int, Any]] = []
     for rank, where, order in tiers:
@@ -224,7 +224,7 @@ def worklist(
     items = []
     for rank, row in ranked[offset:needed]:
         data = row._asdict()
-        received = as_utc(data["received_at"])
+        received = as_utc(data["received_at"]) or now
         values = {name: data[name] for name in _COLUMNS} | (_WITHHELD if data["ai_hidden"] else {})
         items.append(
             WorklistItem(

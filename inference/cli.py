@@ -15,6 +15,7 @@ import sys
 # ``func`` (called with the parsed namespace, returns an exit code).
 COMMAND_MODULES = (
     "inference.commands",
+    "inference.peers.cli",
     "inference.synth.cli",
     "inference.training.cli",
     "inference.demo",
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from inference.private import restrict_umask
+
+    restrict_umask()  # everything the service writes (data dir, database, queue, results) is private: 0700/0600
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

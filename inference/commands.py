@@ -100,11 +100,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     else:
         print(
             f"stored {summary['stored']} file(s), {summary['duplicates']} already present, "
-            f"{len(summary['quarantined'])} quarantined; {len(summary['studies'])} study(ies); "
+            f"{summary['replaced']} replaced, {len(summary['quarantined'])} quarantined, "
+            f"{len(summary['refused'])} refused; {len(summary['studies'])} study(ies); "
             f"{len(queued)} queued for analysis"
         )
         for q in summary["quarantined"]:
             print(f"  quarantined {q['file']}: {q['reason']}")
+        for q in summary["refused"]:
+            print(f"  refused {q['file']}: {q['reason']}")
         print(f"inbox: {settings.inbox_dir}")
     return 0
 
@@ -188,24 +191,29 @@ def register_service_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from inference.config import ModelDirMissing
     from inference.dicom.quality import UnusableStudy
     from inference.engine import ModelIntegrityError, ModelMissingError
+    from inference.findings import get_kind
+    from inference.model_card import CardError
     from inference.triage import analyze_study_dir
 
     settings = get_settings()
-    comparison = None
     try:
         if args.prior is not None:
             from inference.priors import compare_dirs
             from inference.registration import RegistrationUnavailable
 
             try:
-                outcome, comparison = compare_dirs(args.path, args.prior, settings=settings, save=args.save)
+                outcome, _ = compare_dirs(args.path, args.prior, settings=settings, save=args.save)
             except RegistrationUnavailable as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 3
         else:
             outcome = analyze_study_dir(args.path, settings=settings, save=args.save, outputs=args.save)
+    except ModelDirMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -215,15 +223,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(f"error: unusable input: {issue}", file=sys.stderr)
         return 2
-    except (ModelMissingError, ModelIntegrityError) as exc:
+    except (ModelMissingError, ModelIntegrityError, CardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     result = outcome.result
-    if args.json:
-        doc = result.to_dict()
-        if comparison is not None:
-            doc["comparison"] = comparison
-        print(json.dumps(doc, indent=2))
+    if args.json:  # with ``--prior``, the result's ``comparison`` block is part of it
+        print(json.dumps(result.to_dict(), indent=2))
         return 0
     s = result.scores
     pe = "not assessed (not a CTPA)" if s.get("embolism") is None else f"{s['embolism']:.2f}"
@@ -236,17 +241,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         where = ", ".join(f"{c:.1f}" for c in f.center_mm)
         size = (
             f", {f.diameter_mm:.1f} mm, {f.volume_ml:.3f} ml, {f.texture}, Lung-RADS {f.lung_rads} (suggested)"
-            if f.kind in ("nodule", "mass")
+            if get_kind(f.kind).segmented
             else f", {f.location or 'location unknown'}"
         )
         change = f" [{f.extra['change']}]" if f.extra.get("change") else ""
         print(f"  - {f.kind} p={f.probability:.2f} at LPS ({where}) mm, voxel {list(f.center_voxel)}{size}{change}")
-    if comparison is not None:
+    if result.comparison is not None:
         from inference.priors import format_comparison
 
-        print(format_comparison(comparison))
-    for r in result.quality.get("reasons", []):
-        print(f"  [warning] {r.get('code')}: {r.get('message')}")
+        print(format_comparison(result.comparison))
+    for r in result.quality.reasons:
+        print(f"  [{r.severity}] {r.code}: {r.message}")
     print(f"  provider {result.provider}; total {result.timings_ms.get('total', 0) / 1000:.1f} s")
     if outcome.folder:
         print(f"  saved to {outcome.folder}")

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from inference.findings import KINDS
 from inference.nodules import lung_rads, lung_rads_followup
 from inference.registration import Alignment, register_lungs
 from inference.results import Finding
@@ -48,7 +49,9 @@ GROWING_BOOST = 0.5  # priority' = 1 - (1 - p)(1 - boost)
 NEW_BOOST = 0.35
 STABLE_YEARS_FACTOR = 0.5  # priority' = p * factor when every nodule is stable >= STABLE_DAYS
 STABLE_DAYS = 730
-SR_LABELLED_KINDS = ("nodule", "mass")  # the findings the SR numbers as volumetric groups (inference.dicom.writer)
+#: The findings the SR numbers as volumetric groups (``inference.dicom.writer.segmented_findings``): the
+#: segmented kinds of the registry (nodule, mass).
+SR_LABELLED_KINDS = tuple(k.name for k in KINDS.values() if k.segmented)
 
 
 @dataclass
@@ -163,7 +166,8 @@ def _prior_tracking(prior: StudyInput, prior_index: int | None) -> tuple[str | N
     if prior_index not in labelled:
         return None, None
     n = labelled.index(prior_index) + 1
-    return tracking_uid(prior.volume.study_uid, prior.volume.series_uid, "nodule", n), f"Nodule {n}"
+    kind = prior.findings[prior_index].kind  # the writer's derivation names the finding's own kind
+    return tracking_uid(prior.volume.study_uid, prior.volume.series_uid, kind, n), f"{kind.capitalize()} {n}"
 
 
 def parse_study_date(value: Any) -> date | None:
@@ -362,6 +366,11 @@ def _inverse(align: Alignment):
     return lambda xyz: np.asarray(inv.TransformPoint(tuple(float(v) for v in xyz)))
 
 
+def _xyz(point: Any) -> tuple[float, float, float]:
+    x, y, z = (float(v) for v in point)
+    return x, y, z
+
+
 def _pair(ci, pi, fc: Finding, mapped, prior_mm, dist, conf, detected, mc: Measurement, mp: Measurement,
           interval: float | None) -> NodulePair:
     g = growth(mc, mp, interval) if mc.ok and mp.ok and mp.volume_mm3 > 0 else None
@@ -381,8 +390,8 @@ def _pair(ci, pi, fc: Finding, mapped, prior_mm, dist, conf, detected, mc: Measu
         lr_change = "subthreshold-growth"
         lr = lung_rads(d, tex, solid)
     return NodulePair(
-        current_index=ci, prior_index=pi, current_mm=tuple(float(v) for v in fc.center_mm),
-        prior_mm=tuple(float(v) for v in prior_mm), distance_mm=dist, confidence=conf, prior_detected=detected,
+        current_index=ci, prior_index=pi, current_mm=_xyz(fc.center_mm),
+        prior_mm=_xyz(prior_mm), distance_mm=dist, confidence=conf, prior_detected=detected,
         current=mc.to_dict(), prior=mp.to_dict(), lung_rads=lr, lung_rads_change=lr_change, **g,
     )
 
@@ -415,7 +424,8 @@ def adjust_priority(priority: float | None, comp: Comparison) -> tuple[float | N
     relevant = [n for n in comp.new if n.get("lung_rads") in ("3", "4A", "4B")]  # a new < 4 mm nodule is 2
     if relevant:
         return 1.0 - (1.0 - p) * (1.0 - NEW_BOOST), f"{len(relevant)} new nodule(s) (Lung-RADS 3 or more)"
-    if s["pairs"] and s["stable"] + s["shrinking"] == s["pairs"] and (comp.interval_days or 0) >= STABLE_DAYS:
-        return p * STABLE_YEARS_FACTOR, f"all {s['pairs']} nodule(s) stable for {comp.interval_days / 365.25:.1f} years"
+    days = comp.interval_days or 0.0
+    if s["pairs"] and s["stable"] + s["shrinking"] == s["pairs"] and days >= STABLE_DAYS:
+        return p * STABLE_YEARS_FACTOR, f"all {s['pairs']} nodule(s) stable for {days / 365.25:.1f} years"
     return p, ""
 

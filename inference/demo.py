@@ -22,6 +22,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ MARKER = ".demo-built.json"
 SAMPLES = PROJECT_ROOT / "assets" / "samples" / "lidc"
 
 # (label, seed, contrast, lesions) — lesions as accepted by inference.synth.generate_study
-DEMO_CASES: list[tuple[str, int, str, object]] = [
+DEMO_CASES: list[tuple[str, int, str, str | list[Any]]] = [
     ("central PE", 9101, "ctpa", [{"kind": "embolism", "level": "central", "occlusive": False}]),
     ("lobar PE", 9102, "ctpa", [{"kind": "embolism", "level": "lobar", "occlusive": True}]),
     ("solid nodule", 9103, "none", [{"kind": "nodule", "texture": "solid", "diameter_mm": 14.0}]),
@@ -91,24 +92,23 @@ def write_synthetic_cases(out: Path, size: str) -> list[dict]:
 def wait_until_analysed(settings: Settings, timeout_s: float) -> dict[str, int]:
     """Run the queue worker until no study is queued or analysing (or the timeout); returns status counts."""
     import sqlalchemy as sa
+    from sqlmodel import col
 
     from db.models import Study
     from db.session import session_scope
     from inference.intake import open_database
-    from inference.queue import get_queue
-    from inference.worker import recover_orphans
+    from inference.worker import make_consumer
 
     engine = open_database(settings)
-    huey, _ = get_queue(settings)
-    recover_orphans(settings)
-    consumer = huey.create_consumer(workers=1, worker_type="thread", periodic=False)
+    consumer = make_consumer(settings, workers=1)
     consumer.start()
     deadline = time.monotonic() + timeout_s
     counts: dict[str, int] = {}
     try:
         while time.monotonic() < deadline:
             with session_scope(engine) as session:
-                counts = dict(session.execute(sa.select(Study.status, sa.func.count()).group_by(Study.status)).all())
+                status = col(Study.status)
+                counts = dict(session.execute(sa.select(status, sa.func.count()).group_by(status)).all())
             busy = counts.get("queued", 0) + counts.get("analysing", 0) + counts.get("received", 0)
             if busy == 0:
                 break
@@ -148,25 +148,73 @@ def build_demo(settings: Settings, *, size: str = "medium", timeout_s: float = 1
         sim = simulate_reading_history(session=session, rng=np.random.default_rng(7))
     info = {"user": DEMO_USER, "cases": [r["label"] for r in rows], "status_counts": counts, "simulated": sim}
     marker.write_text(json.dumps(info, indent=2, default=str))
-    print(f"\nDemo account: user '{DEMO_USER}', password '{password}' (shown once; stored only as an Argon2 hash)\n")
-    return info
+    return info | {"password": password}  # in memory only: shown once at the end of `triage demo`
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     settings = demo_settings()
     _progress(f"data directory {settings.data_dir}")
     try:
-        build_demo(settings, size=args.size)
+        info = build_demo(settings, size=args.size)
     except ModuleNotFoundError as exc:
         print(f"error: the demo needs {exc.name}; run `make demo` (it installs everything)", file=sys.stderr)
         return 2
     if args.no_serve:
+        print(closing_lines(settings, None, info.get("password")))
         return 0
     from dashboard.cli import serve
 
     env = {**os.environ, "TRIAGE_DATA_DIR": str(settings.data_dir), "TRIAGE_DEMO_MODE": "1"}
-    print(f"Dashboard: http://localhost:{args.port}  (Ctrl-C to stop; research software, not a medical device)")
-    return int(serve(args.port, env=env, block=True))
+    log_path = settings.data_dir / "dashboard.log"
+    with open(log_path, "a") as log:  # the server's own lines go there, so the instructions end the output
+        proc = serve(args.port, env=env, block=False, output=log)
+        if not wait_for_health(args.port, timeout_s=60):
+            print(f"error: the dashboard did not start; see {log_path}", file=sys.stderr)
+            proc.terminate()
+            return 1
+        print(closing_lines(settings, args.port, info.get("password")), flush=True)
+        try:
+            return int(proc.wait())
+        except KeyboardInterrupt:
+            proc.terminate()
+            return int(proc.wait(timeout=10))
+
+
+def wait_for_health(port: int, *, timeout_s: float) -> bool:
+    """Poll the dashboard's health endpoint until it answers (True) or ``timeout_s`` passes (False)."""
+    import urllib.request
+
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def closing_lines(settings: Settings, port: int | None, password: str | None) -> str:
+    """What ``triage demo`` prints last: the URL, the account, how to reset its password and to stop."""
+    data_dir = settings.data_dir
+    secret = (
+        f"password {password}  (shown this once; stored only as an Argon2 hash)"
+        if password
+        else "password: the one printed when this demo was first built"
+    )
+    lines = ["", "=" * 72, "Chest CT triage demo (research software, not a medical device)"]
+    if port is not None:
+        lines.append(f"  Dashboard:  http://localhost:{port}")
+    lines += [
+        f"  Account:    {DEMO_USER}, {secret}",
+        f"  New password: TRIAGE_DATA_DIR={data_dir} .venv/bin/triage user passwd {DEMO_USER} --generate",
+        f"  Data:       {data_dir}  (delete it to rebuild the demo from scratch)",
+    ]
+    if port is not None:
+        lines += [f"  Server log: {data_dir / 'dashboard.log'}", "  Stop:       Ctrl-C in this terminal"]
+    lines.append("=" * 72)
+    return "\n".join(lines)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -8,11 +8,12 @@ must match its card, or the engine refuses to start.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.config import Settings, get_settings
-from inference.model_card import ModelCard, find_cards, sha256_file
+from inference.model_card import ModelCard, apply_overrides, find_cards, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -127,19 +128,26 @@ def create_session(card: ModelCard, providers: Sequence[str], threads: int = 0) 
 class Engine:
     """All models of the model directory, loaded once, with their provider and a warm-up run."""
 
-    def __init__(self, model_dir: Path, providers: Sequence[str], threads: int = 0, verify: bool = True):
+    def __init__(
+        self,
+        model_dir: Path,
+        providers: Sequence[str],
+        threads: int = 0,
+        verify: bool = True,
+        threshold_overrides: Mapping[str, Mapping[str, float]] | None = None,
+    ):
         self.model_dir = Path(model_dir)
         self.providers = list(providers)
         self.threads = threads
         self.cards = find_cards(self.model_dir)
+        if threshold_overrides:
+            apply_overrides(self.cards, threshold_overrides)
+            log.warning("operating points overridden by settings: %s", dict(threshold_overrides))
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
         if verify:
             for card in self.cards.values():
                 verify_model_file(card)
-
-    def has(self, name: str) -> bool:
-        return name in self.cards
 
     def model(self, name: str) -> LoadedModel:
         """The loaded model ``name`` (loaded on first use)."""
@@ -153,23 +161,26 @@ class Engine:
                 log.info("loaded model %s on %s", name, self._models[name].provider)
             return self._models[name]
 
-    @property
-    def versions(self) -> dict[str, str]:
-        return {n: c.version for n, c in self.cards.items()}
-
     def provider_of(self, name: str) -> str:
         return self.model(name).provider
 
 
 @lru_cache(maxsize=4)
-def _engine_for(model_dir: str, providers: tuple[str, ...], threads: int) -> Engine:
-    return Engine(Path(model_dir), providers, threads)
+def _engine_for(model_dir: str, providers: tuple[str, ...], threads: int, overrides: str) -> Engine:
+    return Engine(Path(model_dir), providers, threads, threshold_overrides=json.loads(overrides))
 
 
 def get_engine(settings: Settings | None = None) -> Engine:
-    """The process-wide engine for the configured model directory and providers."""
+    """The process-wide engine for the configured model directory, providers and threshold overrides.
+
+    Raises:
+        ModelMissingError: the model directory does not exist (the message names ``TRIAGE_MODEL_DIR``).
+        inference.model_card.CardError: a model card is invalid.
+    """
     s = settings or get_settings()
-    return _engine_for(str(s.model_dir), tuple(s.onnx_providers), s.onnx_threads)
+    model_dir = s.resolved_model_dir
+    overrides = json.dumps(s.threshold_overrides, sort_keys=True)
+    return _engine_for(str(model_dir), tuple(s.onnx_providers), s.onnx_threads, overrides)
 
 
 # --- sliding window ---------------------------------------------------------------------------------
@@ -240,7 +251,7 @@ def sliding_window(
         for n, (z, y, x) in enumerate(chunk):
             sl = (slice(z, z + roi[0]), slice(y, y + roi[1]), slice(x, x + roi[2]))
             for a, o in zip(acc, outs):
-                a[(slice(None), *sl)] += o[n] * weight
+                a[(slice(None),) + sl] += o[n] * weight
             norm[sl] += weight
     assert acc is not None
     crop = (slice(None), *(slice(0, s) for s in shape))

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import Engine
 
 from inference.config import Settings
 from inference.dicom.inbox import IngestReport
@@ -59,62 +60,33 @@ def scanner_profile(header: dict[str, Any]) -> str | None:
     return " / ".join(p for p in parts if p) or None
 
 
-def open_database(settings: Settings):
-    """The database engine; a fresh embedded SQLite database (no ``TRIAGE_DATABASE_URL``) is created on first use.
+def open_database(settings: Settings) -> Engine:
+    """The database engine of ``settings`` (``db.session.open_database``: a fresh embedded SQLite database, no
+    ``TRIAGE_DATABASE_URL``, is created on first use).
 
     Raises:
-        db.migrate.SchemaError: a configured (or existing but outdated) database is not at the newest schema;
-            the message names ``triage db upgrade``.
+        db.migrate.SchemaError: a configured (or existing but outdated) database is not at the newest schema.
     """
-    from db.migrate import SchemaError, current_revision, upgrade
-    from db.session import create_db_engine, get_engine
+    from db.session import open_database as open_db
+    from inference.private import secure_data_dir
 
-    url = settings.resolved_database_url
-    try:
-        return get_engine(url)
-    except SchemaError:
-        if settings.database_url is not None:
-            raise
-    # the receiver, the worker and the dashboard may all start on a fresh data directory at once: one of them
-    # creates the schema while the others wait on the lock, then find it there
-    with _schema_lock(settings.data_dir):
-        try:
-            return get_engine(url)
-        except SchemaError:
-            pass
-        fresh = create_db_engine(url)
-        try:
-            if current_revision(fresh) is not None:
-                raise
-            upgrade(fresh)
-            log.info("created the embedded database schema")
-        finally:
-            fresh.dispose()
-    return get_engine(url)
-
-
-@contextmanager
-def _schema_lock(data_dir: Path):
-    """An exclusive lock across processes (``fcntl.flock`` on ``DATA_DIR/.schema.lock``; POSIX)."""
-    import fcntl
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / ".schema.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    secure_data_dir(settings.data_dir)  # 0700, also when it already existed with a laxer mode
+    return open_db(settings.resolved_database_url, data_dir=settings.data_dir, create=settings.database_url is None)
 
 
 def register_and_queue(study_uids: Iterable[str], *, settings: Settings, queue: bool = True) -> list[str]:
     """Upsert each inbox study in the database and put it on the analysis queue.
 
+    A study whose inbox files are exactly those of its stored analysis (an identical re-send) is registered
+    but neither moved nor queued: nothing changes. New or changed instances queue a new analysis version; a
+    study in review or signed keeps its state, claim and report meanwhile.
+
     Returns:
-        The study UIDs queued (a study already signed is registered but not queued again).
+        The study UIDs queued.
     """
     from db.queries import mark_queued, upsert_study
     from db.session import session_scope
+    from inference.dicom.inbox import inbox_fingerprint
     from inference.queue import enqueue_study
 
     engine = open_database(settings)
@@ -123,7 +95,7 @@ def register_and_queue(study_uids: Iterable[str], *, settings: Settings, queue: 
         study_dir = settings.inbox_dir / uid
         header, series_rows = study_header(study_dir)
         with session_scope(engine) as session:
-            upsert_study(
+            study = upsert_study(
                 session=session,
                 study_uid=uid,
                 header=header,
@@ -133,8 +105,11 @@ def register_and_queue(study_uids: Iterable[str], *, settings: Settings, queue: 
             )
             if not queue:
                 continue
-            if mark_queued(session=session, study_uid=uid):
-                queued.append(uid)
+            if study.analysed_fingerprint is not None and study.analysed_fingerprint == inbox_fingerprint(study_dir):
+                log.info("study %s: identical re-send, nothing changes", uid)
+                continue
+            mark_queued(session=session, study_uid=uid)
+            queued.append(uid)
         if queue and uid in queued:
             enqueue_study(uid, settings)
     return queued

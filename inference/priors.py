@@ -3,10 +3,16 @@
 * ``compare_dirs(current_dir, prior_dir)``: ``triage analyze CURRENT --prior PRIOR``: read and analyse both
   studies, compare, write the comparison into the current result (findings' ``extra['change']``, Lung-RADS
   with comparison, adjusted priority, the ``comparison`` block).
-* ``compare_saved(current_folder, prior_folder)``: the worker's path: two cases saved by ``save_case``
-  (memory-mapped CT + findings), e.g. the earlier study of the same patient found in the database.
-* ``apply_comparison(result, comparison)``: the part both share; ``rewrite_sr`` replaces a saved case's TID 1500
-  SR by one that carries the prior measurements, growth, VDT and the tracking UIDs linking the studies.
+* ``compare_saved(current_folder, prior_folder)``: two cases saved by ``save_case`` (memory-mapped CT +
+  findings), e.g. the earlier study of the same patient found in the database.
+* ``compare_with_db_prior(engine, settings, study_uid, folder)``: the worker's step. The prior is the one
+  ``db.priors.find_prior_study`` names: the newest analysed earlier study in the database (its saved case is
+  compared) or, when the newest is a prior that ``inference.peers.priors.fetch_priors`` linked (a peer's study
+  kept under ``priors/``, or an earlier local study not analysed yet), that prior's DICOM folder, analysed here.
+* ``apply_comparison(result, comparison)``: the part all share: the block goes into ``CaseResult.comparison``
+  (the typed contract carries it to ``db.ingest.store_analysis``, ``result.json`` and ``--json``);
+  ``rewrite_sr`` replaces a saved case's TID 1500 SR by one that carries the prior measurements, growth, VDT
+  and the tracking UIDs linking the studies.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from inference.compare import (
     parse_study_date,
 )
 from inference.config import Settings, get_settings
-from inference.results import CaseResult, load_case
+from inference.results import CaseResult, Finding, load_case
+from inference.volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +49,8 @@ class PriorOutcome:
 
 
 def apply_comparison(result: CaseResult, comp: Comparison) -> dict[str, Any]:
-    """Annotate ``result``'s findings and priority with ``comp``; returns the JSON ``comparison`` block."""
+    """Annotate ``result``'s findings (``Finding.extra``) and priority with ``comp`` and set
+    ``result.comparison``; returns that JSON ``comparison`` block."""
     annotate_findings(result.findings, comp)
     before = result.scores.get("priority")
     after, why = adjust_priority(before, comp)
@@ -50,7 +58,31 @@ def apply_comparison(result: CaseResult, comp: Comparison) -> dict[str, Any]:
     block["priority"] = {"before": before, "after": None if after is None else round(after, 4), "reason": why}
     if after is not None:
         result.scores["priority"] = round(after, 4)
+    result.comparison = block
     return block
+
+
+def analyse_prior_dir(prior_dir: Path, *, settings: Settings) -> tuple[Volume, list[Finding]]:
+    """Read and analyse a prior study's DICOM folder (not saved). Returns its volume and findings.
+
+    Raises:
+        inference.dicom.UnusableStudy: the prior fails the quality gate (messages start "prior study:").
+        FileNotFoundError: no readable series ("prior study: ...").
+    """
+    from dataclasses import replace
+
+    from inference.dicom import read_volume
+    from inference.dicom.quality import UnusableStudy
+    from inference.engine import get_engine
+    from inference.triage import analyze
+
+    try:
+        prior_volume = read_volume(prior_dir, settings=settings)
+    except UnusableStudy as exc:  # say which of the two studies it is
+        raise UnusableStudy([replace(i, message=f"prior study: {i.message}") for i in exc.issues]) from exc
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"prior study: {exc}") from exc
+    return prior_volume, analyze(prior_volume, engine=get_engine(settings), settings=settings).result.findings
 
 
 def compare_dirs(
@@ -59,35 +91,25 @@ def compare_dirs(
     """Analyse ``current_dir`` (saving it when ``save``) and ``prior_dir``, compare them.
 
     Returns:
-        ``(outcome, comparison_block)``: the current ``AnalysisOutcome`` with its result annotated, and the
-        ``comparison`` JSON block (also written into the saved ``result.json`` when saved).
+        ``(outcome, comparison_block)``: the current ``AnalysisOutcome`` with its result annotated (the block
+        is its ``result.comparison``; also written into the saved ``result.json`` when saved).
 
     Raises:
         inference.dicom.UnusableStudy: either study fails the quality gate (the message names which).
         inference.registration.RegistrationUnavailable: SimpleITK is missing.
     """
-    from dataclasses import replace
-
     from inference.dicom import read_volume
-    from inference.dicom.quality import UnusableStudy
-    from inference.engine import get_engine
-    from inference.triage import analyze, analyze_study_dir
+    from inference.triage import analyze_study_dir
 
     settings = settings or get_settings()
     t0 = time.perf_counter()
-    try:
-        prior_volume = read_volume(prior_dir, settings=settings)
-    except UnusableStudy as exc:  # say which of the two studies it is
-        raise UnusableStudy([replace(i, message=f"prior study: {i.message}") for i in exc.issues]) from exc
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"prior study: {exc}") from exc
-    prior = analyze(prior_volume, engine=get_engine(settings), settings=settings).result
+    prior_volume, prior_findings = analyse_prior_dir(prior_dir, settings=settings)
     t_prior = time.perf_counter()
     outcome = analyze_study_dir(current_dir, settings=settings, save=save, outputs=save)
     volume = read_volume(current_dir, settings=settings) if outcome.folder is None else load_case(outcome.folder).volume
     comp = compare_studies(
         StudyInput(volume, outcome.result.findings, parse_study_date(volume.meta.get("study_date"))),
-        StudyInput(prior_volume, prior.findings, parse_study_date(prior_volume.meta.get("study_date"))),
+        StudyInput(prior_volume, prior_findings, parse_study_date(prior_volume.meta.get("study_date"))),
     )
     block = apply_comparison(outcome.result, comp)
     block["timings_ms"]["prior_analysis"] = round((t_prior - t0) * 1000, 1)
@@ -102,8 +124,8 @@ def write_comparison(folder: Path, result: CaseResult, block: dict[str, Any]) ->
     """Store the comparison block (and the annotated result) in a saved case's ``result.json``."""
     path = Path(folder) / "result.json"
     doc = json.loads(path.read_text())
+    result.comparison = block
     doc.update(result.to_dict())
-    doc["comparison"] = block
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=2))
     tmp.replace(path)
@@ -153,11 +175,29 @@ def compare_saved(
     return cur.result, block
 
 
-def compare_with_db_prior(db_engine: Any, settings: Settings, study_uid: str, folder: Path | None) -> dict | None:
-    """The worker's step: compare a just-saved case with the newest earlier study of the same patient.
+def save_prior_case(prior_dir: Path, *, settings: Settings) -> Path:
+    """Analyse a prior study's DICOM folder and save it as a case (arrays and ``result.json``, no SEG/SR, no
+    database row). Returns the case folder.
 
-    Returns the annotated result as a dict with its ``comparison`` block, or None when there is no prior (or
-    the comparison failed: logged, never fatal to the analysis itself).
+    Raises:
+        inference.dicom.UnusableStudy: the prior fails the quality gate.
+    """
+    from inference.triage import analyze_study_dir
+
+    folder = analyze_study_dir(prior_dir, settings=settings, save=True, outputs=False).folder
+    assert folder is not None  # saved
+    return folder
+
+
+def compare_with_db_prior(db_engine: Any, settings: Settings, study_uid: str, folder: Path | None) -> CaseResult | None:
+    """The worker's step: compare a just-saved case with the patient's prior (``db.priors.find_prior_study``).
+
+    The prior is the newest analysed earlier study in the database (its saved case) or, when a newer prior
+    was linked by ``inference.peers.priors.fetch_priors`` (a peer's study, an unanalysed local one), that
+    prior's DICOM folder, analysed here and saved as a case under the prior's UID (``save_prior_case``: the
+    review page's prior section reads it, a re-analysis reuses it). Returns the current result annotated,
+    with its ``comparison`` block, or None when there is no prior (or the comparison failed: logged, never
+    fatal to the analysis).
     """
     from db.priors import find_prior_study
     from db.session import session_scope
@@ -170,10 +210,15 @@ def compare_with_db_prior(db_engine: Any, settings: Settings, study_uid: str, fo
     if prior is None:
         return None
     prior_folder = latest_case(settings.data_dir, prior.study_uid)
-    if prior_folder is None:
-        log.warning("prior study %s of study %s has no saved case; not compared", prior.study_uid, study_uid)
+    prior_dir = Path(prior.path) if prior.path else None
+    if prior_folder is None and (prior_dir is None or not prior_dir.is_dir()):
+        log.warning("prior study %s of study %s has no saved case and no folder; not compared", prior.study_uid,
+                    study_uid)  # fmt: skip
         return None
     try:
+        if prior_folder is None and prior_dir is not None:  # a linked prior not analysed yet: analyse, save it
+            prior_folder = save_prior_case(prior_dir, settings=settings)
+        assert prior_folder is not None
         result, block = compare_saved(
             folder,
             prior_folder,
@@ -185,10 +230,8 @@ def compare_with_db_prior(db_engine: Any, settings: Settings, study_uid: str, fo
         log.warning("comparison of study %s with prior %s failed: %s: %s", study_uid, prior.study_uid,
                     type(exc).__name__, str(exc)[:300])
         return None
-    log.info("study %s compared with prior %s: %s", study_uid, prior.study_uid, block["summary"])
-    doc = result.to_dict()
-    doc["comparison"] = block
-    return doc
+    log.info("study %s compared with prior %s (%s): %s", study_uid, prior.study_uid, prior.source, block["summary"])
+    return result
 
 
 def format_comparison(block: dict[str, Any]) -> str:

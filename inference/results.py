@@ -1,6 +1,7 @@
-"""Result types of the pipeline and their on-disk layout (the contract between worker and dashboard).
+"""The on-disk layout of a case (the contract between worker and dashboard), and the result types.
 
-``Finding`` and ``CaseResult`` are what ``triage.analyze(volume)`` returns. ``save_case`` writes a case's
+``Finding`` and ``CaseResult`` (``inference.schema``: pydantic, schema-versioned) are what
+``triage.analyze(volume)`` returns. ``save_case`` writes a case's
 arrays and JSON under ``<data_dir>/results/<study_uid>/<run_id>/``; ``load_case`` reads them back
 (memory-mapped) for the review viewer::
 
@@ -18,96 +19,23 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from inference.config import RESULTS_DIRNAME
+from inference.findings import get_kind
+from inference.schema import SCHEMA_VERSION, CaseResult, Finding, Quality, QualityReason
 from inference.volume import Volume
 
+__all__ = [
+    "ARRAY_NAMES", "SCHEMA_VERSION", "CaseArrays", "CaseResult", "Finding", "Quality", "QualityReason",
+    "case_dir", "latest_case", "load_case", "save_case",
+]  # fmt: skip
+
 ARRAY_NAMES = ("ct", "nodule_mask", "pe_mask", "heatmap")
-
-
-@dataclass
-class Finding:
-    """One suspected lesion. Positions in LPS mm (patient) and voxel indices (k, j, i) of the analysed grid."""
-
-    kind: str  # "nodule" | "embolism"
-    probability: float  # calibrated 0..1
-    center_mm: tuple[float, float, float]
-    center_voxel: tuple[int, int, int]
-    diameter_mm: float | None = None
-    volume_ml: float | None = None
-    mean_hu: float | None = None
-    texture: str | None = None  # solid | part-solid | ground-glass (nodules)
-    lung_rads: str | None = None  # suggested Lung-RADS v2022 category (a suggestion, not a read)
-    location: str | None = None  # lobe / "central|lobar|segmental, right|left" (emboli)
-    label: int | None = None  # value of this finding in the mask volume
-    mask_path: str | None = None  # relative to the data directory (set when the case is saved)
-    heatmap_path: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["center_mm"] = [round(float(c), 2) for c in self.center_mm]
-        d["center_voxel"] = [int(c) for c in self.center_voxel]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Finding:
-        d = dict(d)
-        d["center_mm"] = tuple(d["center_mm"])
-        d["center_voxel"] = tuple(d["center_voxel"])
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-
-@dataclass
-class CaseResult:
-    """Everything the pipeline concluded about one study."""
-
-    study_uid: str
-    series_uid: str
-    scores: dict[str, float]  # nodule, embolism, priority
-    findings: list[Finding] = field(default_factory=list)
-    quality: dict[str, Any] = field(default_factory=lambda: {"ok": True, "reasons": []})
-    model_versions: dict[str, str] = field(default_factory=dict)
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    critical: bool = False
-    provider: str = ""
-    embedding: list[float] | None = None  # case embedding for the domain-shift picture
-    more_findings: int = 0  # findings that passed the operating point beyond the display limit
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "study_uid": self.study_uid,
-            "series_uid": self.series_uid,
-            "scores": {k: None if v is None else round(float(v), 4) for k, v in self.scores.items()},
-            "critical": self.critical,
-            "findings": [f.to_dict() for f in self.findings],
-            "quality": self.quality,
-            "model_versions": self.model_versions,
-            "provider": self.provider,
-            "timings_ms": {k: round(float(v), 1) for k, v in self.timings_ms.items()},
-            "embedding": self.embedding,
-            "more_findings": self.more_findings,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CaseResult:
-        return cls(
-            study_uid=d["study_uid"],
-            series_uid=d["series_uid"],
-            scores=dict(d["scores"]),
-            findings=[Finding.from_dict(f) for f in d.get("findings", [])],
-            quality=d.get("quality", {"ok": True, "reasons": []}),
-            model_versions=d.get("model_versions", {}),
-            timings_ms=d.get("timings_ms", {}),
-            critical=bool(d.get("critical", False)),
-            provider=d.get("provider", ""),
-            embedding=d.get("embedding"),
-            more_findings=int(d.get("more_findings", 0)),
-        )
 
 
 @dataclass
@@ -123,7 +51,7 @@ class CaseArrays:
 
 
 def case_dir(data_dir: Path, study_uid: str, run_id: str) -> Path:
-    return Path(data_dir) / "results" / study_uid / run_id
+    return Path(data_dir) / RESULTS_DIRNAME / study_uid / run_id
 
 
 def save_case(
@@ -135,8 +63,18 @@ def save_case(
     pe_mask: np.ndarray | None = None,
     heatmap: np.ndarray | None = None,
     run_id: str | None = None,
+    outputs: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write a case's arrays and result JSON; returns the folder. Written to a temp folder, then renamed."""
+    """Write a case's arrays and its result JSON (once); returns the folder.
+
+    Everything goes into a temporary folder that is renamed at the end, so a reader never sees half a case.
+    Each finding's ``mask_path`` (its kind's mask, ``inference.findings``) and ``heatmap_path`` are set,
+    relative to ``data_dir``, before the JSON is written.
+
+    Args:
+        outputs: called with the temporary folder after the arrays are written and before ``result.json``
+            (the DICOM SEG/SR writer); it may still change ``result`` (timings).
+    """
     run_id = run_id or uuid.uuid4().hex[:12]
     final = case_dir(data_dir, result.study_uid, run_id)
     tmp = final.with_name(f".{run_id}.tmp")
@@ -150,6 +88,12 @@ def save_case(
             if arr.shape != volume.shape:
                 raise ValueError(f"{name} has shape {arr.shape}, volume {volume.shape}")
             np.save(tmp / f"{name}.npy", arr if name == "ct" else np.asarray(arr, dtype=np.uint8))
+    rel = final.relative_to(data_dir)
+    for f in result.findings:
+        f.mask_path = str(rel / f"{get_kind(f.kind).mask}.npy")
+        f.heatmap_path = str(rel / "heatmap.npy") if heatmap is not None else None
+    if outputs is not None:
+        outputs(tmp)
     doc = result.to_dict()
     doc["geometry"] = {
         "spacing_mm": list(volume.spacing_mm),
@@ -173,8 +117,11 @@ def load_case(folder: Path) -> CaseArrays:
         for n in ARRAY_NAMES
     }
     result = CaseResult.from_dict(doc)
+    hu = arrays["ct"]
+    if hu is None:
+        raise FileNotFoundError(f"{folder} has no ct.npy")
     vol = Volume(
-        hu=arrays["ct"],
+        hu=hu,
         spacing_mm=tuple(geo["spacing_mm"]),
         origin_mm=tuple(geo["origin_mm"]),
         direction=np.asarray(geo["direction"]),
@@ -188,6 +135,6 @@ def load_case(folder: Path) -> CaseArrays:
 
 def latest_case(data_dir: Path, study_uid: str) -> Path | None:
     """The newest saved run folder of a study, or None."""
-    root = Path(data_dir) / "results" / study_uid
+    root = Path(data_dir) / RESULTS_DIRNAME / study_uid
     runs = [p for p in root.glob("*") if p.is_dir() and not p.name.startswith(".") and (p / "result.json").exists()]
     return max(runs, key=lambda p: (p / "result.json").stat().st_mtime) if runs else None

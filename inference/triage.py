@@ -1,8 +1,11 @@
 """The pipeline: ``analyze(volume) -> Analysis`` and ``analyze_study_dir(path)`` for the worker and CLI.
 
-Stages, each timed: nodule detection (``inference.models.nodule``: segmentation + calibrated candidate
-classifier), PE analysis (``inference.models.pe``: pulmonary-artery region + CNN-LSTM), then findings,
-scores and priority. Thresholds come from the model cards, never from constants here.
+``analyze`` runs the ``DETECTORS`` list, each stage timed: nodule detection (``inference.models.nodule``:
+segmentation + calibrated candidate classifier), PE analysis (``inference.models.pe``: pulmonary-artery region
++ CNN-LSTM); then it combines findings, scores and priority. A detector returns a ``DetectorOutput``; a new
+finding kind is a registry entry (``inference.findings``) plus a detector here. Operating points come from the
+model cards (``OPERATING_POINTS``, settings overrides applied by the engine), never from constants here, and
+the result stores the values used (``CaseResult.thresholds``).
 
 Priority is the probability that the study holds at least one finding, ``1 - (1 - p_nodule)(1 - p_pe)``;
 a PE probability at or above the PE card's ``critical`` threshold makes the study **critical** (ranked
@@ -14,18 +17,20 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from inference.config import Settings, get_settings
-from inference.results import CaseResult, Finding, save_case
+from inference.findings import OPERATING_POINTS
+from inference.results import CaseResult, Finding, Quality, QualityReason, save_case
 from inference.volume import Volume
 
 log = logging.getLogger(__name__)
 
-NODULE_CLS = "nodule_cls"
 PE_MODEL = "pe_cnnlstm"
 MAX_NODULE_FINDINGS = 10
 EMBEDDING_BINS = np.linspace(-1024, 600, 33)
@@ -43,12 +48,12 @@ class Analysis:
 
 @dataclass
 class AnalysisOutcome:
-    """What ``analyze_study_dir`` produced: the result, where it was saved, the critical threshold used."""
+    """What ``analyze_study_dir`` produced: the result (with the operating points it used) and where it was
+    saved (``outputs``: the DICOM SEG/SR files)."""
 
     result: CaseResult
     folder: Path | None
     outputs: dict[str, Path | None]
-    pe_threshold: float
 
 
 def image_embedding(volume: Volume) -> list[float]:
@@ -64,6 +69,40 @@ def image_embedding(volume: Volume) -> list[float]:
     soft = hu[(hu > -50) & (hu < 100)]
     noise = float(np.std(np.diff(soft))) / 100.0 if soft.size > 10 else 0.0
     return [round(float(v), 5) for v in (*hist, noise)]
+
+
+@dataclass
+class DetectorOutput:
+    """What one detector concluded: findings, the study scores it sets, the operating points it used, and its
+    arrays on the volume's grid (``masks`` by ``inference.findings`` mask name; ``heatmap`` 0..1)."""
+
+    findings: list[Finding] = field(default_factory=list)
+    scores: dict[str, float | None] = field(default_factory=dict)
+    thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
+    model_versions: dict[str, str] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    heatmap: np.ndarray | None = None
+    reasons: list[QualityReason] = field(default_factory=list)
+    critical: bool = False
+    provider: str | None = None
+    more_findings: int = 0  # findings that passed the operating point beyond the display limit
+
+
+#: A detector: ``(volume, engine, settings) -> DetectorOutput``.
+Detector = Callable[[Volume, Any, Settings], DetectorOutput]
+
+
+def operating_points(engine, score_key: str) -> dict[str, float]:
+    """The operating points of study score ``score_key`` (``inference.findings.OPERATING_POINTS``) from the
+    engine's cards (settings overrides already applied).
+
+    Raises:
+        inference.model_card.CardError: the card lacks one of them.
+    """
+    model, names = OPERATING_POINTS[score_key]
+    card = engine.model(model).card
+    return {name: card.threshold(name) for name in names}
 
 
 def _nodule_findings(nod, volume: Volume, min_probability: float) -> tuple[list[Finding], int]:
@@ -99,55 +138,89 @@ def study_nodule_score(findings: list[Finding]) -> float:
     return max((float(f.probability) for f in findings if actionable(f)), default=0.0)
 
 
-def analyze(volume: Volume, *, engine=None, settings: Settings | None = None) -> Analysis:
-    """Run every model on ``volume`` and assemble the case result.
+def _add_anatomy(findings: list[Finding], volume: Volume, nod, pe_mask: np.ndarray | None) -> None:
+    """Zones of nodules and masses (lung mask of the nodule model's grid) and PE level / side / region volume
+    (``inference.anatomy``)."""
+    from inference import anatomy
 
-    Raises:
-        inference.engine.ModelMissingError / ModelIntegrityError: a model is missing or altered.
-    """
-    from inference.engine import get_engine
+    prep = getattr(nod, "prepared", None)
+    points = {c.label: c.center_model for c in nod.candidates}
+    if prep is not None:  # masses: their centre on the model grid (same origin, the model's spacing)
+        scale = np.asarray(volume.spacing_mm, np.float64) / np.asarray(prep.spacing, np.float64)
+        points |= {f.label: tuple(np.asarray(f.center_voxel) * scale) for f in findings if f.kind == "mass"}
+    anatomy.annotate(
+        findings,
+        volume,
+        lung=None if prep is None else prep.lung,
+        lung_spacing=None if prep is None else tuple(prep.spacing),
+        model_points=points,
+        pe_mask=pe_mask,
+    )
+
+
+def detect_nodules_stage(volume: Volume, engine, settings: Settings) -> DetectorOutput:
+    """Nodules: segmentation + calibrated candidate classifier (``inference.models.nodule``)."""
     from inference.models.nodule import detect_nodules
+
+    nod = detect_nodules(volume, engine)
+    points = operating_points(engine, "nodule")
+    findings, more = _nodule_findings(nod, volume, points["report"])
+    reasons = []
+    if more:
+        reasons.append(
+            QualityReason(
+                code="more_findings",
+                severity="info",
+                message=f"{more} more nodule candidate(s) passed the report threshold than the "
+                f"{MAX_NODULE_FINDINGS} listed",
+                advice="Review the whole scan: the list shows the most probable candidates only.",
+            )
+        )
+    _add_anatomy(findings, volume, nod, None)
+    heat = nod.heatmap.astype(np.float32) / 255.0 if nod.heatmap is not None else None
+    return DetectorOutput(
+        findings=findings,
+        scores={"nodule": study_nodule_score(findings)},
+        thresholds={"nodule": points},
+        model_versions=dict(nod.model_versions),
+        timings_ms=dict(nod.timings_ms),
+        masks={} if nod.mask is None else {"nodule_mask": nod.mask},
+        heatmap=heat,
+        reasons=reasons,
+        more_findings=more,
+    )
+
+
+def detect_embolism_stage(volume: Volume, engine, settings: Settings) -> DetectorOutput:
+    """Pulmonary embolism: pulmonary-artery region + CNN-LSTM (``inference.models.pe``). Not a CT angiogram →
+    no score and a ``pe_not_assessable`` warning, never a negative."""
     from inference.models.pe import analyze_pe
 
-    settings = settings or get_settings()
-    engine = engine or get_engine(settings)
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    nod = detect_nodules(volume, engine)
-    timings.update(nod.timings_ms)
-    timings["nodules"] = (time.perf_counter() - t0) * 1000
-    t1 = time.perf_counter()
     pe = analyze_pe(volume, engine=engine)
-    timings.update({f"pe_{k}": v for k, v in pe.timings_ms.items()})
-    timings["embolism"] = (time.perf_counter() - t1) * 1000
-
-    cls_card = engine.model(NODULE_CLS).card
-    pe_card = engine.model(PE_MODEL).card
-    findings, more_nodules = _nodule_findings(nod, volume, float(cls_card.thresholds.get("report", 0.25)))
-    quality = {"ok": True, "reasons": list(volume.warnings)}
-    if more_nodules:
-        quality["reasons"].append(
-            {
-                "code": "more_findings",
-                "severity": "info",
-                "message": f"{more_nodules} more nodule candidate(s) passed the report threshold than the "
-                f"{MAX_NODULE_FINDINGS} listed",
-                "advice": "Review the whole scan: the list shows the most probable candidates only.",
-            }
-        )
+    card = engine.model(PE_MODEL).card
+    points = operating_points(engine, "embolism")
+    out = DetectorOutput(
+        thresholds={"embolism": points},
+        model_versions={card.name: card.version},
+        timings_ms={f"pe_{k}": v for k, v in pe.timings_ms.items()},
+        provider=engine.provider_of(PE_MODEL),
+    )
     p_pe = pe.probability
+    out.scores["embolism"] = None if p_pe is None else float(p_pe)
     if p_pe is None:
-        quality["reasons"].append(
-            {
-                "code": "pe_not_assessable",
-                "severity": "warning",
-                "message": f"pulmonary embolism not assessed: {pe.reason}",
-                "advice": "PE can only be assessed on a CT pulmonary angiogram (contrast-enhanced arteries) that "
+        out.reasons.append(
+            QualityReason(
+                code="pe_not_assessable",
+                severity="warning",
+                message=f"pulmonary embolism not assessed: {pe.reason}",
+                advice="PE can only be assessed on a CT pulmonary angiogram (contrast-enhanced arteries) that "
                 "covers the pulmonary arteries.",
-            }
+            )
         )
-    elif p_pe >= float(pe_card.thresholds.get("report", 0.3)) and pe.peak_voxel is not None:
-        findings.append(
+        return out
+    out.critical = bool(p_pe >= points["critical"])
+    if p_pe >= points["report"] and pe.peak_voxel is not None and pe.peak_mm is not None:
+        out.findings.append(
             Finding(
                 kind="embolism",
                 probability=float(p_pe),
@@ -157,32 +230,90 @@ def analyze(volume: Volume, *, engine=None, settings: Settings | None = None) ->
                 extra={"confidence": pe.confidence, "level": pe.location.get("level"), "side": pe.location.get("side")},
             )
         )
-    p_nod = study_nodule_score(findings)
-    priority = 1.0 - (1.0 - p_nod) * (1.0 - (p_pe or 0.0))
+    if pe.heatmap is not None:
+        out.masks["pe_mask"] = (pe.heatmap >= 0.5).astype(np.uint8)
+        if pe.heatmap.any():
+            out.heatmap = pe.heatmap
+    if out.findings:
+        from inference import anatomy
+
+        anatomy.annotate(out.findings, volume, pe_mask=out.masks.get("pe_mask"))
+    return out
+
+
+#: The detectors ``analyze`` runs, in order: ``(stage name, detector)``. The stage name is the timing key.
+DETECTORS: list[tuple[str, Detector]] = [
+    ("nodules", detect_nodules_stage),
+    ("embolism", detect_embolism_stage),
+]
+
+
+def _combine(outputs: list[DetectorOutput]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Masks (detectors sharing a label mask use distinct label values) and the max heatmap."""
+    masks: dict[str, np.ndarray] = {}
     heat = None
-    if nod.heatmap is not None:
-        heat = nod.heatmap.astype(np.float32) / 255.0
-    if p_pe is not None and pe.heatmap is not None and pe.heatmap.any():
-        heat = pe.heatmap if heat is None else np.maximum(heat, pe.heatmap)
-    pe_mask = (pe.heatmap >= 0.5).astype(np.uint8) if p_pe is not None and pe.heatmap is not None else None
+    for out in outputs:
+        for name, mask in out.masks.items():
+            masks[name] = mask if name not in masks else np.where(masks[name] > 0, masks[name], mask)
+        if out.heatmap is not None:
+            heat = out.heatmap if heat is None else np.maximum(heat, out.heatmap)
+    return masks, heat
+
+
+def analyze(
+    volume: Volume,
+    *,
+    engine=None,
+    settings: Settings | None = None,
+    detectors: list[tuple[str, Detector]] | None = None,
+) -> Analysis:
+    """Run every detector (``DETECTORS``) on ``volume`` and assemble the case result.
+
+    Study scores come from the detectors (the larger one where two set the same score); the priority is
+    ``1 - prod(1 - score)``; any detector's critical call makes the study critical.
+
+    Raises:
+        inference.engine.ModelMissingError / ModelIntegrityError: a model is missing or altered.
+    """
+    from inference.engine import get_engine
+
+    settings = settings or get_settings()
+    engine = engine or get_engine(settings)
+    outputs = []
+    timings: dict[str, float] = {}
+    for name, detect in detectors if detectors is not None else DETECTORS:
+        t0 = time.perf_counter()
+        out = detect(volume, engine, settings)
+        timings.update(out.timings_ms)
+        timings[name] = (time.perf_counter() - t0) * 1000
+        outputs.append(out)
+    scores: dict[str, float | None] = {}
+    for out in outputs:
+        for key, value in out.scores.items():
+            known = [v for v in (scores.get(key), value) if v is not None]
+            scores[key] = max(known) if known else None
+    rest = 1.0
+    for value in scores.values():
+        rest *= 1.0 - (value or 0.0)
+    scores["priority"] = 1.0 - rest
+    scores = {k: None if v is None else round(v, 4) for k, v in scores.items()}
+    masks, heat = _combine(outputs)
+    reasons = [QualityReason.model_validate(w) for w in volume.warnings]
     result = CaseResult(
         study_uid=volume.study_uid,
         series_uid=volume.series_uid,
-        scores={
-            "nodule": round(p_nod, 4),
-            "embolism": None if p_pe is None else round(float(p_pe), 4),
-            "priority": round(priority, 4),
-        },
-        more_findings=more_nodules,
-        findings=findings,
-        quality=quality,
-        model_versions={**nod.model_versions, pe_card.name: pe_card.version},
+        scores=scores,
+        findings=[f for out in outputs for f in out.findings],
+        quality=Quality(ok=True, reasons=reasons + [r for out in outputs for r in out.reasons]),
+        model_versions={k: v for out in outputs for k, v in out.model_versions.items()},
+        thresholds={k: v for out in outputs for k, v in out.thresholds.items()},
+        more_findings=sum(out.more_findings for out in outputs),
         timings_ms=timings,
-        critical=bool(pe.critical),
-        provider=engine.provider_of(PE_MODEL),
+        critical=any(out.critical for out in outputs),
+        provider=next((out.provider for out in reversed(outputs) if out.provider), ""),
         embedding=image_embedding(volume),
     )
-    return Analysis(result, nod.mask, pe_mask, heat)
+    return Analysis(result, masks.get("nodule_mask"), masks.get("pe_mask"), heat)
 
 
 def analyze_study_dir(
@@ -208,6 +339,15 @@ def analyze_study_dir(
     written: dict[str, Path | None] = {}
     if save:
         t1 = time.perf_counter()
+
+        def write_dicom(tmp: Path) -> None:
+            if outputs:
+                from inference.dicom.writer import write_outputs
+
+                written.update(write_outputs(tmp, study_dir, volume, result, analysis.nodule_mask))
+            result.timings_ms["save"] = (time.perf_counter() - t1) * 1000
+            result.timings_ms["total"] = (time.perf_counter() - t0) * 1000
+
         folder = save_case(
             settings.data_dir,
             result,
@@ -215,40 +355,11 @@ def analyze_study_dir(
             nodule_mask=analysis.nodule_mask,
             pe_mask=analysis.pe_mask,
             heatmap=analysis.heatmap,
+            outputs=write_dicom,
         )
-        rel = folder.relative_to(settings.data_dir)
-        for f in result.findings:
-            f.mask_path = str(rel / ("pe_mask.npy" if f.kind == "embolism" else "nodule_mask.npy"))
-            f.heatmap_path = str(rel / "heatmap.npy") if analysis.heatmap is not None else None
-        if outputs:
-            from inference.dicom.writer import write_outputs
-
-            written = write_outputs(folder, study_dir, volume, result, analysis.nodule_mask)
-        result.timings_ms["save"] = (time.perf_counter() - t1) * 1000
-        result.timings_ms["total"] = (time.perf_counter() - t0) * 1000
-        (folder / "result.json").write_text(_json_with_geometry(folder, result))
-        if settings.pacs_destination and written:
-            _send(written, settings)
+        written = {k: None if p is None else folder / p.name for k, p in written.items()}
+        # SEG/SR go to the PACS peers through the worker's delivery queue (inference.peers.delivery)
     else:
         result.timings_ms["total"] = (time.perf_counter() - t0) * 1000
-    pe_threshold = float(engine.model(PE_MODEL).card.thresholds.get("critical", settings.pe_critical_threshold))
-    return AnalysisOutcome(result, folder, written, pe_threshold)
+    return AnalysisOutcome(result, folder, written)
 
-
-def _json_with_geometry(folder: Path, result: CaseResult) -> str:
-    import json
-
-    doc = json.loads((folder / "result.json").read_text())
-    doc.update(result.to_dict())
-    return json.dumps(doc, indent=2)
-
-
-def _send(written: dict[str, Path | None], settings: Settings) -> None:
-    from inference.dicom.writer import send_to_pacs
-
-    paths = [p for p in written.values() if p is not None]
-    try:
-        statuses = send_to_pacs(paths, settings.pacs_destination, calling_ae=settings.receiver_ae_title)
-        log.info("sent %d output object(s) to the PACS: statuses %s", len(paths), statuses)
-    except (ConnectionError, OSError, ValueError) as exc:
-        log.error("could not send outputs to the PACS: %s", exc)

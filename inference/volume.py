@@ -45,7 +45,8 @@ class Volume:
     # --- geometry ------------------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.hu.shape)  # type: ignore[return-value]
+        k, j, i = self.hu.shape
+        return int(k), int(j), int(i)
 
     @property
     def affine(self) -> np.ndarray:

@@ -22,7 +22,9 @@ def test_demo_builds_triages_and_serves(tmp_path):
         capture_output=True, text=True, env=env, timeout=1200,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "Demo account: user 'demo'" in out.stdout
+    tail = out.stdout.rstrip().splitlines()[-6:]  # the output ends with the account and how to reset it
+    assert tail[-1] == "=" * 72 and any("Account:    demo, password " in line for line in tail)
+    assert any("triage user passwd demo --generate" in line for line in tail)
     info = json.loads((tmp_path / "demo" / ".demo-built.json").read_text())
     assert info["status_counts"] == {"ready": 10, "unsuitable": 1}  # 7 synthetic + 3 real LIDC ready, 1 broken
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'demo' / 'triage.db'}")

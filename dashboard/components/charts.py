@@ -21,7 +21,7 @@ LAYOUT = {
 }
 
 
-def bootstrap_medians(values: Sequence[float], rng: np.random.Generator, n_boot: int = 2000) -> np.ndarray:
+def bootstrap_medians(values: Sequence[float] | np.ndarray, rng: np.random.Generator, n_boot: int = 2000) -> np.ndarray:
     """``n_boot`` draws of the median of a bootstrap resample (n values with replacement) of ``values``.
 
     Exact and O(n log n + n_boot) instead of O(n_boot * n): a resample is ``sorted[floor(n * U)]`` for n
@@ -75,27 +75,6 @@ def relative_change_ci(
     ratio = ratio[np.isfinite(ratio)]
     q = (1 - level) / 2
     return point, float(np.quantile(ratio, q)), float(np.quantile(ratio, 1 - q))
-
-
-def calibration_bins(scores: Sequence[float], truth: Sequence[bool], n_bins: int = 10) -> list[dict[str, Any]]:
-    """Reliability table: per score bin [lo, hi) (last bin closed) the count, mean score and observed rate."""
-    s = np.asarray(scores, dtype=np.float64)
-    t = np.asarray(truth, dtype=np.float64)
-    edges = np.linspace(0, 1, n_bins + 1)
-    idx = np.clip(np.digitize(s, edges[1:-1], right=False), 0, n_bins - 1)
-    rows = []
-    for b in range(n_bins):
-        m = idx == b
-        if m.any():
-            rows.append(
-                {
-                    "bin": f"{edges[b]:.1f}–{edges[b + 1]:.1f}",
-                    "n": int(m.sum()),
-                    "mean_score": round(float(s[m].mean()), 4),
-                    "observed": round(float(t[m].mean()), 4),
-                }
-            )
-    return rows
 
 
 def embed_2d(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
@@ -162,16 +141,26 @@ def weekly_figure(rows: list[dict[str, Any]]) -> go.Figure:
     fig = go.Figure()
     for arm in ("ai_shown", "ai_hidden"):
         pts = [r for r in rows if r["arm"] == arm]
+        med = [(r["median_s"] or 0) / 60 for r in pts]
+        hi = [None if r.get("ci95_high_s") is None else r["ci95_high_s"] / 60 - m for r, m in zip(pts, med)]
+        lo = [None if r.get("ci95_low_s") is None else m - r["ci95_low_s"] / 60 for r, m in zip(pts, med)]
         fig.add_trace(
             go.Scatter(
                 x=[r["week"] for r in pts],
-                y=[(r["median_s"] or 0) / 60 for r in pts],
+                y=med,
                 mode="lines+markers",
                 name=ARM_LABEL[arm],
                 line={"color": ARM_COLOUR[arm]},
+                error_y={"type": "data", "array": hi, "arrayminus": lo, "visible": True},
+                text=[f"n={r['n']}" for r in pts],
             )
         )
-    fig.update_layout(**LAYOUT, title="Median reading time per week (min)")
+    fig.update_layout(
+        **LAYOUT,
+        title="Median reading time per week (min), 95 % bootstrap CI (weeks with ≥ 3 cases)",
+        xaxis_title="ISO week",
+        yaxis_title="median reading time (min)",
+    )
     return fig
 
 
@@ -188,10 +177,12 @@ def calibration_figure(tables: dict[str, list[dict[str, Any]]]) -> go.Figure:
             go.Scatter(
                 x=[r["mean_score"] for r in rows],
                 y=[r["observed"] for r in rows],
-                mode="lines+markers",
+                mode="lines+markers+text",
                 name=kind,
                 line={"color": colour},
+                marker={"size": [6 + min(14, r["n"]) for r in rows]},
                 text=[f"n={r['n']}" for r in rows],
+                textposition="top center",
             )
         )
     fig.update_layout(
@@ -208,5 +199,10 @@ def scatter_figure(xy: np.ndarray, groups: list[str], title: str) -> go.Figure:
     for g in sorted(set(groups)):
         m = np.asarray([x == g for x in groups])
         fig.add_trace(go.Scatter(x=xy[m, 0], y=xy[m, 1], mode="markers", name=g, marker={"size": 8}))
-    fig.update_layout(**LAYOUT, title=title, xaxis={"showticklabels": False}, yaxis={"showticklabels": False})
+    fig.update_layout(
+        **LAYOUT,
+        title=title,
+        xaxis={"showticklabels": False, "title": "component 1 (no unit: distances only)"},
+        yaxis={"showticklabels": False, "title": "component 2"},
+    )
     return fig

@@ -126,6 +126,8 @@ def render_section(current_folder: str, data_dir: str) -> None:
             st.caption("No nodule to compare on the current scan.")
             return
         label = st.selectbox("Nodule", [c[0] for c in choices], key="prior_focus")
+        if label is None:
+            return
         focus = dict(choices)[label]
         centre_k = int(round(pair.current.volume.patient_to_voxel(np.asarray(focus))[0]))
         if st.session_state.get("prior_focus_seen") != label:  # a new choice jumps both scans to the nodule

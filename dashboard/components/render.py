@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inference.findings import KINDS
 from inference.volume import Volume
 
 PLANES = ("axial", "coronal", "sagittal")
@@ -27,8 +28,8 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
     "Mediastinum": (40.0, 400.0),
     "CTPA": (100.0, 700.0),
 }
-NODULE_RGB = (255, 196, 0)
-PE_RGB = (230, 40, 60)
+NODULE_RGB = KINDS["nodule"].colour  # the label mask (nodules and masses)
+PE_RGB = KINDS["embolism"].colour
 CROSS_RGB = (80, 200, 255)
 
 
@@ -169,7 +170,7 @@ def render_plane(
     def cut(arr: np.ndarray | None) -> np.ndarray | None:
         return None if arr is None else extract_plane(arr, plane, index)
 
-    grey = window_level(cut(volume.hu), level, width)
+    grey = window_level(extract_plane(volume.hu, plane, index), level, width)
     rgb = blend(grey, nodule=cut(nodule_mask), pe=cut(pe_mask), heat=cut(heatmap), heat_opacity=heat_opacity)
     return resample(rgb, grid)
 

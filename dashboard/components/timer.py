@@ -32,6 +32,7 @@ class ActivityClock:
     browser_s: float = 0.0
     reports: int = 0
     last_report: float | None = None
+    carried_s: float = 0.0  # seconds of an earlier page of the same reading session (resumed after a reload)
 
     def touch(self, now: float) -> float:
         """Record an interaction at ``now``; returns the active seconds so far."""
@@ -66,10 +67,10 @@ class ActivityClock:
         if self.reports:
             assert self.last_report is not None and self.started is not None
             tail = min(max(0.0, now - self.last_report), self.report_interval_s)
-            return min(self.browser_s + tail, max(0.0, now - self.started))
+            return self.carried_s + min(self.browser_s + tail, max(0.0, now - self.started))
         if self.last is None:
-            return 0.0
-        return self.active_s + min(max(0.0, now - self.last), self.idle_cap_s)
+            return self.carried_s
+        return self.carried_s + self.active_s + min(max(0.0, now - self.last), self.idle_cap_s)
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -92,3 +93,28 @@ def format_wait(minutes: float) -> str:
         return f"{h} h {m:02d}"
     d, h = divmod(h, 24)
     return f"{d} d {h} h"
+
+
+def live_timer_html(seconds: float, *, running: bool = True) -> str:
+    """The header timer: starts at the server's active ``seconds`` and ticks every second in the browser
+    while the tab is visible (the server's total, from the heartbeat reports, replaces it on every rerun)."""
+    start = max(0.0, float(seconds))
+    script = (
+        "<script>(function(){const el=document.currentScript.previousElementSibling;"
+        f"let s={start:.1f};const t0=Date.now();let hidden=0,hs=null;"
+        "const fmt=v=>{v=Math.round(v);const h=Math.floor(v/3600),m=Math.floor(v%3600/60),x=v%60;"
+        "return (h?h+':'+String(m).padStart(2,'0'):m)+':'+String(x).padStart(2,'0')};"
+        "const doc=(()=>{try{return window.parent.document}catch(e){return document}})();"
+        "setInterval(()=>{if(doc.visibilityState!=='visible'){if(hs===null)hs=Date.now();return}"
+        "if(hs!==null){hidden+=Date.now()-hs;hs=null}"
+        "const v=s+(Date.now()-t0-hidden)/1000;el.querySelector('b').textContent=fmt(v);"
+        "el.dataset.seconds=v.toFixed(0)},1000)"
+        "})();</script>"
+        if running
+        else ""
+    )
+    return (
+        f'<span data-testid="reading-timer" data-seconds="{start:.0f}" title="Active reading time: the seconds this '
+        'page was visible and in use (browser reports; before the first report, estimated from your interactions)">'
+        f"Reading <b>{format_seconds(start)}</b> active</span>{script}"
+    )

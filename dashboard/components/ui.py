@@ -34,6 +34,9 @@ _CSS = """
 </style>
 """
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>:$])")
+#: Where Markdown's autolinker (GFM literal autolinks) would start a link: ``://``, ``www.``, ``@``.
+_AUTOLINK = re.compile(r"(?i)(:)(//)|(www)(\.)|()(@)")
+WORD_JOINER = "\u2060"  # invisible, no line break: splits the pattern so nothing becomes a link
 
 
 def page_chrome() -> None:
@@ -43,8 +46,11 @@ def page_chrome() -> None:
 
 
 def safe_md(text: object) -> str:
-    """Text from the database made inert for ``st.markdown``: HTML escaped, Markdown syntax escaped."""
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False))
+    """Text from the database made inert for ``st.markdown``: HTML escaped, Markdown syntax escaped (the
+    autolinker is also defused: an invisible word joiner goes into ``://``, ``www.`` and before ``@``, so a URL,
+    a www name or an e-mail address in a DICOM header shows as text and is never a link)."""
+    defused = _AUTOLINK.sub(lambda m: WORD_JOINER.join(g for g in m.groups() if g is not None), str(text))
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(defused, quote=False))
 
 
 def badge(label: str, css: str) -> str:

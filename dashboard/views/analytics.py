@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from dashboard import data
+from dashboard import data, metrics
 from dashboard.components import charts
 from dashboard.components.timer import format_seconds
 from db import queries
@@ -23,10 +23,11 @@ EMBED_CAP = 500
 
 
 def table(rows: list[dict[str, Any]], name: str, key: str) -> None:
-    """A table with its CSV download."""
+    """A table (human column labels, "–" for missing values) with its CSV download."""
     if not rows:
         st.caption("No data yet.")
         return
+    rows = metrics.human(rows)
     st.dataframe(rows, hide_index=True, width="stretch")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
@@ -67,10 +68,19 @@ def reading_summary(url: str, version: tuple[Any, ...]) -> dict[str, Any]:
     weekly: dict[tuple[str, str], list[float]] = defaultdict(list)
     for _, arm, week, secs in cases:
         weekly[(week, arm)].append(secs)
-    weekly_rows = [
-        {"week": w, "arm": a, "n": len(v), "median_s": round(float(np.median(v)), 1)}
-        for (w, a), v in sorted(weekly.items())
-    ]
+    weekly_rows = []
+    for (w, a), v in sorted(weekly.items()):
+        ci = metrics.median_ci(v)
+        weekly_rows.append(
+            {
+                "week": w,
+                "arm": a,
+                "n": len(v),
+                "median_s": round(float(np.median(v)), 1),
+                "ci95_low_s": None if ci is None else round(ci[1], 1),
+                "ci95_high_s": None if ci is None else round(ci[2], 1),
+            }
+        )
     return {
         "n": len(cases),
         "rows": rows,
@@ -114,19 +124,49 @@ def reading_time(summary: dict[str, Any]) -> None:
         "arm",
     )
     with st.expander("Per week and per reader"):
-        table(summary["weekly"], "reading_time_by_week", "week")
+        table(
+            [r | {"arm": charts.ARM_LABEL.get(r["arm"], r["arm"])} for r in summary["weekly"]],
+            "reading_time_by_week",
+            "week",
+        )
 
 
 @st.cache_data(ttl=600, max_entries=4, show_spinner=False)
-def calibration_summary(url: str, version: tuple[Any, ...]) -> tuple[dict[str, list[dict[str, Any]]], Any]:
+def calibration_summary(url: str, version: tuple[Any, ...]) -> tuple[dict[str, list[dict[str, Any]] | None], Any]:
     """Calibration tables (PE, nodule) from every signed study and their figure, once per data version."""
     with data.session() as s:
         outcomes = data.score_outcomes(s)
-    cal = {}
-    for kind, score_key, truth_key in (("PE", "embolism_score", "embolism"), ("nodule", "nodule_score", "nodule")):
+    cal: dict[str, list[dict[str, Any]] | None] = {}
+    for kind, score_key, truth_key in KINDS:
         pairs = [(o[score_key], bool(o[truth_key])) for o in outcomes if o[score_key] is not None]
-        cal[kind] = charts.calibration_bins([p[0] for p in pairs], [p[1] for p in pairs])
-    return cal, charts.calibration_figure(cal)
+        cal[kind] = metrics.calibration([p[0] for p in pairs], [p[1] for p in pairs])
+    drawn = {k: rows for k, rows in cal.items() if rows}
+    return cal, charts.calibration_figure(drawn) if drawn else None
+
+
+KINDS = (("PE", "embolism_score", "embolism"), ("Nodule", "nodule_score", "nodule"))
+
+
+@st.cache_data(ttl=600, max_entries=4, show_spinner=False)
+def performance_tables(url: str, version: tuple[Any, ...]) -> dict[str, Any]:
+    """Per kind: the operating point, signed studies with and without a score, and ``metrics.performance``
+    (one definition per metric, counts and bootstrap intervals), once per data version."""
+    with data.session() as s:
+        outcomes = data.score_outcomes(s)
+    out = {}
+    for kind, score_key, truth_key in KINDS:
+        thr_key = score_key.replace("_score", "_threshold")  # the operating point stored with each analysis
+        rows = [o for o in outcomes if o[score_key] is not None and o[thr_key] is not None]
+        points = sorted({float(o[thr_key]) for o in rows})
+        out[kind] = {
+            "threshold": points[0] if len(points) == 1 else None,
+            "thresholds": points,
+            "scored": len(rows),
+            "unscored": len(outcomes) - len(rows),
+            "rows": metrics.performance([o[score_key] for o in rows], [bool(o[truth_key]) for o in rows],
+                                        [float(o[thr_key]) for o in rows]),
+        }
+    return out
 
 
 @st.cache_data(ttl=600, max_entries=4, show_spinner=False)
@@ -139,17 +179,52 @@ def turnaround_figure(url: str, version: tuple[Any, ...]) -> Any:
     )
 
 
+def _points_text(points: list[float]) -> str:
+    if not points:
+        return "–"
+    return f"{points[0]:.3f}" if len(points) == 1 else "per study (" + ", ".join(f"{p:.3f}" for p in points) + ")"
+
+
 def performance(summary: dict[str, Any], url: str, version: tuple[Any, ...]) -> None:
     left, right = st.columns(2)
     with left:
-        st.markdown("##### AI against signed reports")
-        table(summary["ai_performance"], "ai_performance", "perf")
-        st.markdown("##### AI false-negative rate (reader-added findings)")
-        table(summary["ai_false_negative_rate"], "ai_false_negative_rate", "fnr")
+        st.markdown("##### AI against signed reports (per study)")
+        st.caption(
+            "The AI calls a study positive when its score reaches the operating point; the signed report is the "
+            f"truth. Counts are numerator/denominator; 95 % intervals from {metrics.N_BOOT:,} bootstrap resamples "
+            f"of studies; a figure resting on fewer than {metrics.MIN_COUNT} studies is not given."
+        )
+        for kind, perf in performance_tables(url, version).items():
+            st.markdown(
+                f"**{kind}** · operating point {_points_text(perf['thresholds'])} (stored with each analysis) · "
+                f"{perf['scored']} signed studies scored"
+                + (f", {perf['unscored']} not scored (left out)" if perf["unscored"] else "")
+            )
+            rows = [{k: v for k, v in r.items() if k != "key"} for r in perf["rows"]]
+            for r in rows:  # one type per column: text
+                r["value"] = "too few" if r["value"] is None else f"{r['value']:.3f}"
+            table(rows, f"ai_performance_{kind.lower()}", f"perf_{kind}")
+        st.markdown("##### Findings added by readers (the AI did not report them)")
+        table(
+            [
+                {k: v for k, v in r.items() if k != "fn_rate"} | {"kind": "PE" if r["kind"] == "embolism" else "Nodule"}
+                for r in summary["ai_false_negative_rate"]
+            ],
+            "reader_added_findings",
+            "fnr",
+        )
     with right:
         cal, figure = calibration_summary(url, version)
-        st.plotly_chart(figure, width="stretch")
-        table([{"kind": k, **r} for k, rows in cal.items() for r in rows], "calibration", "cal")
+        if figure is not None:
+            st.plotly_chart(figure, width="stretch")
+        for kind, cal_rows in cal.items():
+            if cal_rows is None:
+                st.info(
+                    f"{kind}: too few signed studies with a score for a calibration curve "
+                    f"(needs {metrics.MIN_CALIBRATION}).",
+                    icon=":material/info:",
+                )
+        table([{"kind": k, **r} for k, kind_rows in cal.items() for r in kind_rows or []], "calibration", "cal")
 
 
 def turnaround(summary: dict[str, Any], url: str, version: tuple[Any, ...]) -> None:
@@ -167,8 +242,11 @@ def scanners(summary: dict[str, Any], url: str) -> None:
             "none of the analysed cases has one yet."
         )
         return
-    if len(points) < 3:
-        st.info(f"Only {len(points)} case embedding(s); the map needs at least 3.")
+    if len(points) < metrics.MIN_MAP_POINTS:
+        st.info(
+            f"Too few cases for a map: {len(points)} case embedding(s); a map of fewer than "
+            f"{metrics.MIN_MAP_POINTS} would show noise."
+        )
         return
     x = np.asarray([p["embedding"] for p in points])
     xy, method = _embed(x.tobytes(), x.shape)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import auth, data
-from db import queries
+from db import queries, throttle
 
 
 def render() -> None:
@@ -34,7 +34,7 @@ def render() -> None:
     with left, st.form("add_user", border=True):
         st.markdown("##### Add an account")
         name = st.text_input("Username")
-        role = st.selectbox("Role", ["radiologist", "admin"])
+        role = st.selectbox("Role", ["radiologist", "admin"]) or "radiologist"
         password = st.text_input("Password", type="password", help=f"At least {auth.MIN_PASSWORD_LENGTH} characters")
         if st.form_submit_button("Add account", type="primary"):
             try:
@@ -48,15 +48,27 @@ def render() -> None:
                 st.error(str(exc))
     with right, st.container(border=True):
         st.markdown("##### Enable or disable")
-        name = st.selectbox("Account", [u.username for u in users if u.username != user.username], key="toggle_user")
+        account = st.selectbox(
+            "Account", [u.username for u in users if u.username != user.username], key="toggle_user"
+        )
         c1, c2 = st.columns(2)
         for col, label, active in ((c1, "Enable", True), (c2, "Disable", False)):
-            if name and col.button(label, key=f"user_{label}"):
+            if account and col.button(label, key=f"user_{label}"):
                 with data.session() as s:
-                    queries.set_user_active(session=s, username=name, active=active)
+                    queries.set_user_active(session=s, username=account, active=active)
                     queries.record_event(
-                        session=s, actor=user.username, action=f"user_{label.lower()}d", detail={"username": name}
+                        session=s, actor=user.username, action=f"user_{label.lower()}d", detail={"username": account}
                     )
+                st.rerun()
+    with data.session() as s:
+        locked = throttle.locked_users(session=s)
+    if locked:
+        with st.container(border=True):
+            st.markdown("##### Locked after too many failed sign-ins")
+            who = st.selectbox("Locked account", locked, key="unlock_user")
+            if who and st.button("Unlock", key="unlock"):
+                with data.session() as s:
+                    throttle.unlock(session=s, username=who, actor=user.username)
                 st.rerun()
     st.markdown("##### Audit trail (latest 100)")
     st.dataframe(

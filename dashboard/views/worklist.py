@@ -16,7 +16,8 @@ from dashboard import data, reading
 from dashboard.components.timer import format_wait
 from dashboard.components.ui import badge, safe_md, score_html
 from db.models import OPEN_STATUSES, StudyStatus
-from db.worklist import WorklistItem
+from db.worklist import HIGH_PRIORITY, WorklistItem
+from inference.findings import kind_label
 
 #: Finding filter labels → ``db.worklist`` filter values.
 FINDING_FILTERS = {
@@ -33,13 +34,15 @@ HEAD = ["Priority", "PE", "Nodule", "Top finding", "Waiting", "Status", "Scanner
 STATUS_LABEL = {
     "received": "received", "queued": "queued", "analysing": "analysing", "ready": "ready",
     "in_review": "in review", "signed": "signed", "failed": "FAILED", "unsuitable": "UNSUITABLE",
+    "incomplete": "INCOMPLETE (re-send)",
 }  # fmt: skip
 REVIEW_PAGE = "views/review.py"
 
 
 def priority_badge(item: WorklistItem, ai_hidden: bool = False) -> str:
-    """The badge of a row: critical, needs attention, overdue, high or routine (AI-based badges become
-    "AI hidden" for a study in the AI-hidden arm)."""
+    """The badge of a row: critical (the stored flag: PE score at the operating point stored with the analysis),
+    needs attention, overdue, high or routine (AI-based badges become "AI hidden" for a study in the AI-hidden
+    arm)."""
     if ai_hidden and not item.needs_attention and not item.overdue:
         return badge("AI HIDDEN", "routine")
     if item.rank == "critical":
@@ -48,12 +51,19 @@ def priority_badge(item: WorklistItem, ai_hidden: bool = False) -> str:
         return badge("NEEDS ATTENTION", "attention")
     if item.overdue:
         return badge("OVERDUE", "overdue")
-    if (item.priority or 0) >= 0.5:
+    if (item.priority or 0) >= HIGH_PRIORITY:
         return badge("HIGH", "high")
     return badge("ROUTINE", "routine")
 
 
 def top_text(item: WorklistItem, top: dict | None) -> str:
+    text = _top_text(item, top)
+    if item.delivery_error:  # the SEG/SR never reached the PACS: say so, never drop it silently
+        text += f"<br><span class='muted'>⚠ {safe_md(item.delivery_error)}</span>"
+    return text
+
+
+def _top_text(item: WorklistItem, top: dict | None) -> str:
     if item.needs_attention:
         return f"⚠ {safe_md(item.attention_reason or item.status)}"
     if item.analysed_at is None:
@@ -62,8 +72,8 @@ def top_text(item: WorklistItem, top: dict | None) -> str:
         return '<span class="muted">no AI finding</span>'
     size = f" {top['diameter_mm']:.0f} mm" if top.get("diameter_mm") else ""
     where = f" · {safe_md(top['location'])}" if top.get("location") else ""
-    kind = "PE" if top["kind"] == "embolism" else "nodule"
-    change = top.get("change")
+    kind = kind_label(top["kind"])
+    change = top.get("change")  # comparison with a prior (#16): a growing or new nodule is tagged
     tag = f'<b data-testid="wl-change">{change}</b> ' if change in ("growing", "new") else ""
     return f"{tag}{kind}{size}{where} <span class='muted'>({top['probability'] * 100:.0f}%)</span>"
 
@@ -105,16 +115,16 @@ def row(item: WorklistItem, top: dict | None, ai_hidden: bool = False) -> None:
             open_study(item.id, take_over=True)
 
 
-def filters() -> tuple[tuple[str, ...], str, tuple[date, ...] | None]:
+def filters() -> tuple[tuple[str, ...], str, tuple[date, date] | None]:
     c1, c2, c3 = st.columns([3, 1.4, 1.6])
     labels = {s: STATUS_LABEL[s] for s in OPEN_STATUSES} | {StudyStatus.signed.value: "signed"}
     statuses = c1.multiselect(
-        "Status", list(labels), default=list(OPEN_STATUSES), format_func=labels.get, key="wl_status"
+        "Status", list(labels), default=list(OPEN_STATUSES), format_func=lambda s: labels[s], key="wl_status"
     )
-    finding = c2.selectbox("Finding", list(FINDING_FILTERS), key="wl_finding")
+    finding = c2.selectbox("Finding", list(FINDING_FILTERS), key="wl_finding") or "All"
     # No default window: an unread study must never drop off the list because it is old.
-    days = c3.date_input("Received", value=(), max_value=date.today(), key="wl_dates")
-    day_range = tuple(days) if isinstance(days, (tuple, list)) and len(days) == 2 else None
+    days = c3.date_input("Received", value=[], max_value=date.today(), key="wl_dates")
+    day_range = (days[0], days[1]) if isinstance(days, (tuple, list)) and len(days) == 2 else None
     return tuple(statuses), finding, day_range
 
 
@@ -133,7 +143,7 @@ def render() -> None:
         tops = data.top_findings_cached(url, ids)
         counts = data.status_counts(url)
         waiting = sum(counts.get(s, 0) for s in ("ready", "in_review"))
-        attention = sum(counts.get(s, 0) for s in ("failed", "unsuitable"))
+        attention = sum(counts.get(s, 0) for s in ("failed", "unsuitable", "incomplete"))
         st.caption(
             f"{waiting} to read · {counts.get('queued', 0) + counts.get('analysing', 0)} in analysis · "
             f"{attention} need attention · {counts.get('signed', 0)} signed — showing {len(shown)}"

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
     generate_uid,
@@ -124,7 +124,7 @@ def write_ct_series(
             setattr(ds, keyword, value)
         ds.file_meta = FileMetaDataset()
         ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-        ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+        ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
         ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         ds.set_pixel_data(stored[k], "MONOCHROME2", 16, generate_instance_uid=False)
         if transfer_syntax_uid != ExplicitVRLittleEndian:
@@ -138,9 +138,3 @@ def write_ct_series(
         ds.save_as(path, enforce_file_format=True)
         paths[k] = path
     return [p for p in paths if p is not None]
-
-
-def read_back_uids(path: Path) -> tuple[str, str, str]:
-    """(study, series, SOP) UIDs of one written file, for tests and logs."""
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    return ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID

@@ -7,6 +7,13 @@ Layout under the data directory::
     quarantine/<sha256-16>-<original name>.reason.json (why, from where, when)
 
 Nothing here deletes a file. The receiver (C-STORE) and ``triage ingest`` both call ``store_bytes``.
+A changed instance (same SOP Instance UID, other bytes: a corrected re-send) replaces the inbox copy; the
+previous bytes are kept in quarantine with the reason ``superseded``.
+
+Limits (``Settings.intake``): files and zip members above the per-file size, zips above the member count,
+ratio or total size are refused before they are read (``refused``, with the limit in the reason); beyond the
+quarantine quota only the reason file is kept. Links inside an ingested folder are not followed. Every
+folder is created 0700 and every file 0600 (``inference.private``).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import json
 import logging
 import os
 import re
-import uuid
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,7 +34,8 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from inference.config import Settings, get_settings
-from inference.dicom.sources import iter_sources
+from inference.dicom.sources import Skipped, TooLarge, iter_sources
+from inference.private import secure_data_dir, write_private
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +45,8 @@ UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2
 
 @dataclass
 class StoreOutcome:
-    """What happened to one file: ``stored``, ``duplicate`` or ``quarantined``."""
+    """What happened to one file: ``stored``, ``duplicate``, ``replaced`` (a changed instance), ``quarantined``
+    or ``refused`` (not read: a link, or above an intake limit; ``reason`` says which)."""
 
     status: str
     path: Path
@@ -61,7 +70,7 @@ class IngestReport:
         """``{study_uid: {series_uid, ...}}`` of files stored or already present."""
         out: dict[str, set[str]] = {}
         for o in self.outcomes:
-            if o.status in ("stored", "duplicate") and o.study_uid:
+            if o.status in ("stored", "duplicate", "replaced") and o.study_uid:
                 out.setdefault(o.study_uid, set()).add(o.series_uid or "")
         return out
 
@@ -69,9 +78,11 @@ class IngestReport:
         return {
             "stored": self.count("stored"),
             "duplicates": self.count("duplicate"),
+            "replaced": self.count("replaced"),
             "quarantined": [
                 {"file": str(o.path), "reason": o.reason} for o in self.outcomes if o.status == "quarantined"
             ],
+            "refused": [{"file": str(o.path), "reason": o.reason} for o in self.outcomes if o.status == "refused"],
             "studies": {k: sorted(v) for k, v in self.studies.items()},
         }
 
@@ -81,13 +92,13 @@ class RejectedFile(Exception):
 
 
 def _atomic_write(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    write_private(target, data)
+
+
+def _folder_bytes(folder: Path) -> int:
+    if not folder.is_dir():
+        return 0
+    return sum(e.stat().st_size for e in os.scandir(folder) if e.is_file(follow_symlinks=False))
 
 
 def _check_uid(ds: pydicom.Dataset, keyword: str) -> str:
@@ -139,22 +150,48 @@ def validate_bytes(data: bytes) -> pydicom.Dataset:
 
 
 def quarantine_bytes(data: bytes, *, name: str, origin: str, reason: str, settings: Settings) -> Path:
-    """Keep ``data`` in quarantine with a reason file beside it (idempotent by content hash)."""
+    """Keep ``data`` in quarantine with a reason file beside it (idempotent by content hash). Beyond the
+    quarantine quota only the reason file is written (it says so)."""
     digest = hashlib.sha256(data).hexdigest()[:16]
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:80] or "file"
     target = settings.quarantine_dir / f"{digest}-{safe}"
-    if not target.exists():
-        _atomic_write(target, data)
+    reason_file = target.with_name(target.name + ".reason.json")
+    if not target.exists() and not reason_file.exists():
+        quota = settings.intake.quarantine_quota_bytes
+        keep = _folder_bytes(settings.quarantine_dir) + len(data) <= quota
         info = {
             "reason": reason,
             "origin": origin,
             "received_at": datetime.now(timezone.utc).isoformat(),
             "sha256": hashlib.sha256(data).hexdigest(),
             "bytes": len(data),
+            "kept": keep,
         }
-        _atomic_write(target.with_name(target.name + ".reason.json"), json.dumps(info, indent=2).encode())
+        if keep:
+            _atomic_write(target, data)
+        else:
+            info["not_kept_because"] = (
+                f"the quarantine quota of {quota} bytes is reached (TRIAGE_INTAKE__QUARANTINE_QUOTA_BYTES)"
+            )
+        _atomic_write(reason_file, json.dumps(info, indent=2).encode())
     log.warning("quarantined %s: %s", target.name, reason)
     return target
+
+
+def record_refusal(skipped: Skipped, *, settings: Settings) -> StoreOutcome:
+    """A refused input (link, above a limit): a reason file in quarantine, no bytes read or kept."""
+    digest = hashlib.sha256(skipped.label.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(skipped.label.split("!")[-1]).name)[:80] or "file"
+    reason_file = settings.quarantine_dir / f"refused-{digest}-{safe}.reason.json"
+    info = {
+        "reason": skipped.reason,
+        "origin": skipped.label,
+        "received_at": datetime.now(timezone.utc).isoformat(),
+        "kept": False,
+    }
+    _atomic_write(reason_file, json.dumps(info, indent=2).encode())
+    log.warning("refused %s: %s", safe, skipped.reason)
+    return StoreOutcome("refused", Path(skipped.label), reason=skipped.reason)
 
 
 def store_bytes(data: bytes, *, name: str, origin: str, settings: Settings | None = None) -> StoreOutcome:
@@ -174,13 +211,30 @@ def store_bytes(data: bytes, *, name: str, origin: str, settings: Settings | Non
     study, series, sop = (str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
     target = settings.inbox_dir / study / series / f"{sop}.dcm"
     if target.exists():
-        if hashlib.sha256(target.read_bytes()).digest() != hashlib.sha256(data).digest():
-            reason = f"a different file with the same SOP Instance UID is already stored ({target.name})"
-            path = quarantine_bytes(data, name=name, origin=origin, reason=reason, settings=settings)
-            return StoreOutcome("quarantined", path, study, series, sop, reason)
-        return StoreOutcome("duplicate", target, study, series, sop)
+        old = target.read_bytes()
+        if hashlib.sha256(old).digest() == hashlib.sha256(data).digest():
+            return StoreOutcome("duplicate", target, study, series, sop)
+        reason = f"superseded: a changed instance with the same SOP Instance UID arrived from {origin}"
+        quarantine_bytes(old, name=f"superseded-{target.name}", origin=str(target), reason=reason, settings=settings)
+        _atomic_write(target, data)
+        return StoreOutcome("replaced", target, study, series, sop, reason)
     _atomic_write(target, data)
     return StoreOutcome("stored", target, study, series, sop)
+
+
+def inbox_fingerprint(study_dir: Path) -> str | None:
+    """A fingerprint of the files a study holds in the inbox (names, sizes, modification times): equal for an
+    identical re-send (nothing new is written), different once an instance is added or replaced. None when
+    the folder does not exist."""
+    if not study_dir.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(study_dir.rglob("*.dcm")):
+        if path.name.startswith("."):
+            continue
+        st = path.stat()
+        digest.update(f"{path.relative_to(study_dir).as_posix()}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def ingest_paths(paths: Iterable[Path | str], *, settings: Settings | None = None) -> IngestReport:
@@ -190,19 +244,39 @@ def ingest_paths(paths: Iterable[Path | str], *, settings: Settings | None = Non
         FileNotFoundError: a path does not exist.
     """
     settings = settings or get_settings()
+    secure_data_dir(settings.data_dir)
+    limits = settings.intake
     report = IngestReport()
-    for source in iter_sources(paths):
+    skipped: list[Skipped] = []
+
+    def drain_skipped() -> None:
+        while skipped:
+            report.outcomes.append(record_refusal(skipped.pop(0), settings=settings))
+
+    for source in iter_sources(paths, limits=limits, skipped=skipped):
+        drain_skipped()
         try:
-            data = source.read_bytes()
-        except OSError as exc:
-            log.warning("cannot read %s: %s", source.name, exc)
-            report.outcomes.append(StoreOutcome("quarantined", source.path, reason=f"cannot read: {exc}"))
+            if source.member is None and source.path.stat().st_size > limits.max_file_bytes:
+                raise TooLarge(
+                    f"{source.path.stat().st_size} bytes, above the per-file limit of {limits.max_file_bytes} "
+                    "(TRIAGE_INTAKE__MAX_FILE_BYTES)"
+                )
+            data = source.read_bytes(limit=limits.max_file_bytes)
+        except TooLarge as exc:
+            report.outcomes.append(record_refusal(Skipped(source.label, f"refused: {exc}"), settings=settings))
+            continue
+        except (OSError, zipfile.BadZipFile) as exc:
+            log.warning("cannot read %s: %s", source.name, type(exc).__name__)
+            report.outcomes.append(StoreOutcome("refused", source.path, reason=f"cannot read: {exc}"))
             continue
         report.outcomes.append(store_bytes(data, name=source.name, origin=source.label, settings=settings))
+    drain_skipped()
     log.info(
-        "ingest: %d stored, %d already present, %d quarantined",
+        "ingest: %d stored, %d already present, %d replaced, %d quarantined, %d refused",
         report.count("stored"),
         report.count("duplicate"),
+        report.count("replaced"),
         report.count("quarantined"),
+        report.count("refused"),
     )
     return report

@@ -29,7 +29,6 @@ from inference.volume import Volume
 log = logging.getLogger(__name__)
 
 HU_MIN, HU_MAX = -1024, 3071
-ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
 ADVICE.setdefault("multiple_studies", "Give one study at a time (or its StudyInstanceUID).")
 
 
@@ -255,12 +254,64 @@ class StudyInspection:
         }
 
 
+def patient_ids(study: StudyInfo) -> set[str]:
+    """The distinct non-empty PatientID values of every instance of ``study``."""
+    ids = set()
+    for s in study.series.values():
+        for inst in s.instances:
+            value = str(inst.header.get("PatientID") or "").strip()
+            if value:
+                ids.add(value)
+    return ids
+
+
+def mixed_patients_issue(study: StudyInfo) -> QualityIssue | None:
+    """A ``mixed_patients`` error when the study's instances carry more than one PatientID (names no ID)."""
+    ids = patient_ids(study)
+    if len(ids) < 2:
+        return None
+    where = [
+        s.series_uid
+        for s in study.series.values()
+        if len({str(i.header.get("PatientID") or "").strip() for i in s.instances} - {""}) > 1
+    ]
+    scope = f"within series {', '.join(w[-12:] for w in where)}" if where else "across its series"
+    return QualityIssue(
+        "mixed_patients",
+        f"the study's images carry {len(ids)} different Patient IDs ({scope}); it is not analysed, so no result "
+        "can be filed under the wrong patient",
+        where[0] if len(where) == 1 else None,
+    )
+
+
+def incomplete_series_issue(series: SeriesInfo, n_slices: int) -> QualityIssue | None:
+    """An ``incomplete_series`` error when every instance announces (ImagesInAcquisition) more images of its
+    acquisition than the series holds (single-frame series, one acquisition)."""
+    if series.is_multiframe:
+        return None
+    announced = {inst.header.get("ImagesInAcquisition") for inst in series.instances}
+    acquisitions = {inst.header.get("AcquisitionNumber") for inst in series.instances}
+    if len(announced) != 1 or len(acquisitions) > 1:
+        return None
+    value = next(iter(announced))
+    if not isinstance(value, int | float) or value <= n_slices:
+        return None
+    return QualityIssue(
+        "incomplete_series",
+        f"the headers announce {int(value)} images in the acquisition, {n_slices} arrived",
+        series.series_uid,
+    )
+
+
 def _try_candidate(cand: Candidate, limits: QualityLimits) -> tuple[Volume | None, list[QualityIssue]]:
     series = cand.series
     try:
         records, rescale = slice_records(series)
     except ValueError as exc:
         return None, [QualityIssue("unsupported", str(exc), series.series_uid)]
+    incomplete = incomplete_series_issue(series, len(records))
+    if incomplete is not None:
+        return None, [incomplete]
     tilt = series.first("GantryDetectorTilt")
     geom, issues = check_stack(
         records,
@@ -307,6 +358,10 @@ def inspect_study(
         row["candidate"] = code_reason is None
         row["skip_reason"] = code_reason[1] if code_reason else None
         report.series.append(row)
+    mixed = mixed_patients_issue(study)
+    if mixed is not None:  # before any series is chosen or decoded: nothing is analysed
+        report.issues.append(mixed)
+        return report
     if not candidates:
         codes = [c for c, _ in skipped.values()]
         for code in ("no_axial_series", "not_chest", "unsupported", "not_ct", "skipped"):

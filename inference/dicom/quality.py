@@ -22,6 +22,15 @@ ADVICE = {
     "too_few_slices": "Send the full series; it may still be arriving from the scanner or PACS.",
     "slice_too_thick": "Send a thinner reconstruction (the thin-slice series of the same study).",
     "missing_slices": "Re-send the series from the scanner or PACS; some slices did not arrive.",
+    "uneven_spacing": (
+        "Send a reconstruction with evenly spaced slices; some slices are displaced from the series' own grid."
+    ),
+    "incomplete_series": "Re-send the series from the scanner or PACS; fewer images arrived than its headers announce.",
+    "mixed_patients": (
+        "Check the study at the source: its images carry more than one Patient ID. Re-send each patient's "
+        "images as their own study."
+    ),
+    "incomplete_transfer": "The sender stopped mid-transfer; re-send the study from the scanner or PACS.",
     "duplicate_positions": (
         "Check the series: two slices share a position (mixed acquisitions?). Re-send one clean series."
     ),
@@ -99,7 +108,7 @@ class Geometry:
 
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     c = abs(float(np.dot(a, b)) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
-    return float(np.degrees(np.arccos(min(1.0, c))))
+    return float(np.degrees(np.arccos(min(1.0, float(c)))))
 
 
 def check_stack(
@@ -160,6 +169,17 @@ def check_stack(
         err(
             "missing_slices",
             f"{gaps.size} gap(s) larger than {limits.gap_factor}× the usual {median:.2f} mm spacing ({where})",
+        )
+    gap_set = set(gaps.tolist())
+    tolerance = limits.spacing_tolerance * median
+    uneven = [g for g in range(diffs.size) if g not in gap_set and abs(diffs[g] - median) > tolerance]
+    if uneven:
+        worst = max(uneven, key=lambda g: abs(diffs[g] - median))
+        err(
+            "uneven_spacing",
+            f"{len(uneven)} slice step(s) differ from the usual {median:.2f} mm by more than {tolerance:.2f} mm "
+            f"(largest: {diffs[worst]:.2f} mm at {dist[worst]:.2f}..{dist[worst + 1]:.2f} mm); the volume would "
+            "assume an even grid, so the series is not analysed",
         )
     # Gantry tilt: positions step along a direction that is not the slice normal.
     steps = ordered[-1].position - ordered[0].position

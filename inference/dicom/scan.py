@@ -60,6 +60,8 @@ HEADER_TAGS = (
     "PatientSex",
     "SeriesDate",
     "SeriesTime",
+    "ImagesInAcquisition",
+    "AcquisitionNumber",
 )
 
 
@@ -248,7 +250,7 @@ def scan(paths: Iterable[Path | str]) -> ScanResult:
             inst.series_uid, SeriesInfo(series_uid=inst.series_uid, study_uid=inst.study_uid)
         )
         series.instances.append(inst)
-    for study_uid, series in grouped.items():
-        result.studies[study_uid] = StudyInfo(study_uid=study_uid, series=series)
+    for study_uid, by_series in grouped.items():
+        result.studies[study_uid] = StudyInfo(study_uid=study_uid, series=by_series)
     log.debug("scanned %d instances in %d studies", result.n_instances, len(result.studies))
     return result

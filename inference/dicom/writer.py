@@ -1,15 +1,18 @@
-"""DICOM outputs of an analysis (highdicom): a SEG of the nodule masks and a TID 1500 measurement report.
+"""DICOM outputs of an analysis (highdicom): a SEG of the lesion masks and a TID 1500 measurement report.
 
-* ``write_seg``: one segment per nodule finding (label value n in the mask = finding n), referencing the
-  analysed source series. No nodule → no SEG (the SR says so).
-* ``write_sr``: a Comprehensive 3D SR (TID 1500): per nodule a volumetric ROI group that references its
-  SEG segment, with long-axis diameter, volume, mean attenuation, model probability, texture and the
-  suggested Lung-RADS category; per embolism a measurement group with probability and location; the
-  algorithm (model names and versions) on every group. After a comparison with a prior study
+Kinds, their coded concepts and whether they are segmented come from ``inference.findings``.
+
+* ``write_seg``: one segment per segmented finding (nodule, mass), referencing the analysed source series.
+  None → no SEG (the SR says so).
+* ``write_sr``: a Comprehensive 3D SR (TID 1500): per segmented finding a volumetric ROI group that
+  references its SEG segment, with long-axis diameter, volume, mean attenuation, model probability, texture
+  and the suggested Lung-RADS category; per other finding (embolism) a measurement group with probability and
+  location; the algorithm (model names and versions) on every group. After a comparison with a prior study
   (``rewrite_sr_with_comparison``), a compared nodule also carries its change, prior volume and diameter,
   volume change and VDT, the prior Study Instance UID, and a paired nodule keeps the prior report's tracking
   UID (the same lesion, the same UID in both studies).
-* ``send_to_pacs``: optional C-STORE of both to a configured destination (``AE@host:port``).
+* ``send_to_pacs``: C-STORE of both to a destination (``AE@host:port``); the worker delivers through
+  ``inference.peers.delivery`` instead (every result peer, C-STORE or STOW-RS, retried with backoff).
 
 Codes from SNOMED CT / DICOM / UCUM where a standard one exists; the rest use the local scheme
 ``99TRIAGE`` (a private coding scheme, as the standard allows).
@@ -28,6 +31,7 @@ from pydicom.uid import generate_uid
 
 from inference.dicom.ct_writer import TYPE2_DEFAULTS
 from inference.dicom.scan import scan
+from inference.findings import KINDS, get_kind
 from inference.results import CaseResult, Finding
 from inference.volume import Volume
 
@@ -38,8 +42,6 @@ MODEL_NAME = "chest-ct-triage"
 SOFTWARE_VERSION = "0.1.0"
 LOCAL = "99TRIAGE"
 
-NODULE = hd.sr.CodedConcept("27925004", "SCT", "Nodule")
-EMBOLISM = hd.sr.CodedConcept("59282003", "SCT", "Pulmonary embolism")
 LUNG = hd.sr.CodedConcept("39607008", "SCT", "Lung")
 CT_CHEST = hd.sr.CodedConcept("24627-2", "LN", "CT Chest")
 LONG_AXIS = hd.sr.CodedConcept("103339001", "SCT", "Long axis")
@@ -78,7 +80,7 @@ def source_datasets(study_dir: Path, volume: Volume) -> list[pydicom.Dataset]:
         raise FileNotFoundError(f"series {volume.series_uid} not found under {study_dir}")
     series = study.series[volume.series_uid]
     normal = volume.direction[:, 2]
-    datasets = []
+    datasets: list[pydicom.Dataset] = []
     for inst in series.instances:
         with inst.source.open() as fp:
             ds = pydicom.dcmread(fp, stop_before_pixels=True)
@@ -92,6 +94,17 @@ def source_datasets(study_dir: Path, volume: Volume) -> list[pydicom.Dataset]:
     return datasets
 
 
+def finding_type(kind: str) -> hd.sr.CodedConcept:
+    """The SR finding type of a kind (``inference.findings``: its coded concept)."""
+    value, scheme, meaning = get_kind(kind).concept
+    return hd.sr.CodedConcept(value, scheme, meaning)
+
+
+def segmented_findings(result: CaseResult) -> list[Finding]:
+    """The findings that have their own segment in the label mask (``segmented`` kinds with a label)."""
+    return [f for f in result.findings if KINDS[f.kind].segmented and f.label]
+
+
 def _algorithm(result: CaseResult, family: str) -> hd.AlgorithmIdentificationSequence:
     versions = ", ".join(f"{k} {v}" for k, v in sorted(result.model_versions.items())) or "unknown"
     return hd.AlgorithmIdentificationSequence(
@@ -100,24 +113,26 @@ def _algorithm(result: CaseResult, family: str) -> hd.AlgorithmIdentificationSeq
 
 
 def write_seg(out_dir: Path, sources: list[pydicom.Dataset], mask: np.ndarray, result: CaseResult) -> Path | None:
-    """Write the nodule label mask as a binary DICOM SEG; returns its path (None without nodule findings)."""
-    nodules = [f for f in result.findings if f.kind in ("nodule", "mass") and f.label]
-    if not nodules or mask is None or not np.any(mask):
+    """Write the label mask of the segmented findings (nodules, masses) as a binary DICOM SEG; returns its path
+    (None without such findings). Segment n is the n-th segmented finding."""
+    lesions = segmented_findings(result)
+    if not lesions or mask is None or not np.any(mask):
         return None
     labels = np.zeros(mask.shape, dtype=np.uint8)
     descriptions = []
-    for n, f in enumerate(nodules, start=1):
+    for n, f in enumerate(lesions, start=1):
         labels[np.asarray(mask) == f.label] = n
+        name = get_kind(f.kind).label.capitalize()
         descriptions.append(
             hd.seg.SegmentDescription(
                 segment_number=n,
-                segment_label=f"Nodule {n} (p={f.probability:.2f})",
+                segment_label=f"{name} {n} (p={f.probability:.2f})",
                 segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-                segmented_property_type=NODULE,
+                segmented_property_type=finding_type(f.kind),
                 algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-                algorithm_identification=_algorithm(result, "nodule"),
-                tracking_uid=generate_uid(entropy_srcs=[result.study_uid, result.series_uid, "nodule", str(n)]),
-                tracking_id=f"Nodule {n}",
+                algorithm_identification=_algorithm(result, f.kind),
+                tracking_uid=generate_uid(entropy_srcs=[result.study_uid, result.series_uid, f.kind, str(n)]),
+                tracking_id=f"{name} {n}",
             )
         )
     seg = hd.seg.Segmentation(
@@ -230,10 +245,12 @@ def write_sr(
         name=MODEL_NAME,
         version=", ".join(f"{k} {v}" for k, v in sorted(result.model_versions.items()))[:64] or SOFTWARE_VERSION,
     )
+    groups: list[hd.sr.MeasurementsAndQualitativeEvaluations | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations]
     groups = []
-    nodules = [(i, f) for i, f in enumerate(result.findings) if f.kind in ("nodule", "mass") and f.label]
-    for n, (index, f) in enumerate(nodules, start=1):
-        entry = entries.get(index)
+    segmented = segmented_findings(result)
+    indexed = [(i, f) for i, f in enumerate(result.findings) if any(f is g for g in segmented)]
+    for n, (index, f) in enumerate(indexed, start=1):
+        entry = entries.get(index)  # this finding's comparison with the prior, if any
         extra_meas, extra_evals = _comparison_items(entry)
         ref = None
         if seg is not None:
@@ -244,20 +261,21 @@ def write_sr(
                 source_series=hd.sr.SourceSeriesForSegmentation(result.series_uid),
             )
         group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=_tracking(result, "nodule", n, entry),
+            tracking_identifier=_tracking(result, f.kind, n, entry),
             referenced_segment=ref,
-            finding_type=NODULE,
+            finding_type=finding_type(f.kind),
             algorithm_id=algo,
             finding_sites=[hd.sr.FindingSite(LUNG)],
             measurements=_measurements(f) + extra_meas,
             qualitative_evaluations=(_text_evaluations(f) + extra_evals) or None,
         )
         groups.append(_with_prior_study(group, prior_uid if entry else None))
-    for n, f in enumerate((f for f in result.findings if f.kind == "embolism"), start=1):
+    plain = [f for f in result.findings if not KINDS[f.kind].segmented]
+    for n, f in enumerate(plain, start=1):
         groups.append(
             hd.sr.MeasurementsAndQualitativeEvaluations(
-                tracking_identifier=_tracking(result, "embolism", n),
-                finding_type=EMBOLISM,
+                tracking_identifier=_tracking(result, f.kind, n),
+                finding_type=finding_type(f.kind),
                 algorithm_id=algo,
                 measurements=_measurements(f),
                 qualitative_evaluations=_text_evaluations(f) or None,

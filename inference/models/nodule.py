@@ -30,6 +30,7 @@ from inference.engine import LoadedModel, get_engine, sliding_window
 from inference.model_card import ModelCard
 from inference.models.lung_region import lesion_region
 from inference.models.mass import detect_masses
+from inference.models.nodule_features import FEATURES, candidate_features, feature_term, uses_features
 from inference.models.nodule_prep import (
     crop_box,
     extract_patch,
@@ -79,6 +80,7 @@ class NoduleCandidate:
     texture: str  # solid | part-solid | ground-glass
     n_voxels: int  # on the original grid
     center_model: tuple[float, float, float] = (0.0, 0.0, 0.0)  # (k, j, i) on the model grid
+    features: dict[str, float] = field(default_factory=dict)  # Hessian blob/tube (nodule_features)
 
     def to_finding(self) -> Finding:
         """The pipeline's ``Finding`` for this candidate."""
@@ -105,14 +107,12 @@ class NoduleResult:
     heat_model: np.ndarray | None = None  # the heatmap on the model grid
     prepared: Prepared | None = None  # the model-grid input (kept for evaluation)
 
-    def findings(self, min_probability: float = 0.0) -> list[Finding]:
-        return [c.to_finding() for c in self.candidates if c.probability >= min_probability]
-
 
 def prepare(volume: Volume, card: ModelCard) -> Prepared:
     """Resample, lung-mask, window and crop ``volume`` as the seg model was trained (see module doc)."""
     pp = card.preprocessing
-    spacing = tuple(float(s) for s in pp.spacing_mm)
+    sz, sy, sx = (float(s) for s in pp.spacing_mm)
+    spacing = (sz, sy, sx)
     hu = resample(volume.hu, volume.spacing_mm, spacing, order=1, cval=-1024.0)
     lung = lung_mask(Volume(hu=hu.astype(np.int16), spacing_mm=spacing))
     margin = float(getattr(pp, "crop_margin_mm", 10.0) or 10.0)
@@ -128,7 +128,7 @@ def segment(prep: Prepared, model: LoadedModel, *, batch_size: int = 2) -> tuple
     pp = model.card.preprocessing
     name = model.input_names[0]
     crop = np.ascontiguousarray(prep.image[prep.box])
-    outs = sliding_window(crop, pp.patch_size, lambda b: model.run({name: b}), overlap=pp.overlap,
+    outs = sliding_window(crop, pp.patch(), lambda b: model.run({name: b}), overlap=pp.overlap,
                           batch_size=batch_size)
     prob = np.zeros(prep.image.shape, np.float32)
     att = np.zeros(prep.image.shape, np.float32)
@@ -177,11 +177,13 @@ def seg_logit(seg_max: np.ndarray | float) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def calibrate(logit: np.ndarray | float, calibration: Any, seg_max: np.ndarray | float | None = None) -> np.ndarray:
+def calibrate(logit: np.ndarray | float, calibration: Any, seg_max: np.ndarray | float | None = None,
+              features: np.ndarray | None = None) -> np.ndarray:
     """Calibrated probability of classifier logits (card ``calibration``: platt, temperature, logistic or none).
 
     ``logistic`` combines the classifier logit with the logit of the candidate's peak segmentation probability
-    (``z = w_cls * logit + w_seg * logit(seg_max) + b``), fitted on the validation split; it needs ``seg_max``.
+    (``z = w_cls * logit + w_seg * logit(seg_max) + b``), fitted on the validation split; it needs ``seg_max``,
+    and the candidates' geometric ``features`` (``nodule_features``) when the card weights them.
     """
     z = np.asarray(logit, np.float64)
     params = calibration.params if hasattr(calibration, "params") else calibration.get("params", {})
@@ -194,17 +196,22 @@ def calibrate(logit: np.ndarray | float, calibration: Any, seg_max: np.ndarray |
         if seg_max is None:
             raise ValueError("logistic calibration needs the candidates' peak segmentation probability")
         z = float(params["w_cls"]) * z + float(params["w_seg"]) * seg_logit(seg_max) + float(params["b"])
+        if uses_features(calibration):
+            if features is None:
+                raise ValueError("this calibration weights the candidates' geometric features: pass them")
+            z = z + feature_term(params, features)
     return 1.0 / (1.0 + np.exp(-z))
 
 
 def score_candidates(image: np.ndarray, centers: list[np.ndarray], model: LoadedModel, *, batch_size: int = 8,
-                     seg_max: list[float] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     seg_max: list[float] | np.ndarray | None = None, features: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Classifier on one patch per candidate centre (model grid).
 
     Returns:
         ``(logits (N,), calibrated probabilities (N,), cams (N, d, h, w))``.
     """
-    size = tuple(model.card.preprocessing.patch_size)
+    size = model.card.preprocessing.patch()
     if not centers:
         return np.zeros(0), np.zeros(0), np.zeros((0, *size), np.float32)
     name = model.input_names[0]
@@ -217,7 +224,7 @@ def score_candidates(image: np.ndarray, centers: list[np.ndarray], model: Loaded
         cams.append(outs[i_cam][:, 0])
     logit = np.concatenate(logits).astype(np.float64)
     seg = None if seg_max is None else np.asarray(seg_max, np.float64)
-    return logit, calibrate(logit, model.card.calibration, seg), np.concatenate(cams).astype(np.float32)
+    return logit, calibrate(logit, model.card.calibration, seg, features), np.concatenate(cams).astype(np.float32)
 
 
 def _component_on_original(prob: np.ndarray, labels: np.ndarray, comp: dict, volume: Volume,
@@ -304,8 +311,9 @@ def detect_nodules(volume: Volume, engine: Any = None, *, seg_name: str = SEG_MO
     comps = [c for c in comps if not in_mass[tuple(np.clip(np.round(c["center"]).astype(int), 0,
                                                              np.array(prob.shape) - 1))]]
     t["mass_detect"] = (time.perf_counter() - t1) * 1000
+    feats = candidate_features(prep.hu, [c["center"] for c in comps], prep.spacing)
     logit, p_cal, cams = score_candidates(prep.image, [c["center"] for c in comps], cls,
-                                          seg_max=[c["seg_max"] for c in comps])
+                                          seg_max=[c["seg_max"] for c in comps], features=feats)
     t["nodule_classify"] = (time.perf_counter() - t0) * 1000
     t0 = time.perf_counter()
     thr = float(seg.card.thresholds.get("segmentation", 0.5))
@@ -324,6 +332,7 @@ def detect_nodules(volume: Volume, engine: Any = None, *, seg_name: str = SEG_MO
             diameter_mm=long_axis_mm(kji, volume.spacing_mm), volume_ml=len(kji) * vox_ml,
             mean_hu=float(hu_vals.mean()), texture=texture_of(hu_vals), n_voxels=len(kji),
             center_model=tuple(float(v) for v in comp["center"]),  # type: ignore[arg-type]
+            features={f: round(float(x), 4) for f, x in zip(FEATURES, feats[n])},
         ))
         voxels.append(kji)
     order = np.argsort([-c.probability for c in cands], kind="stable")

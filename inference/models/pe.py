@@ -68,7 +68,8 @@ class ModelGrid:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.x.shape[1:2] + self.x.shape[3:5])  # type: ignore[return-value]
+        _, t, _, y, x = self.x.shape
+        return int(t), int(y), int(x)
 
     def to_original(self, tyx: np.ndarray) -> np.ndarray:
         """Model-grid coordinates (t, y, x) → original voxel coordinates (k, j, i)."""
@@ -349,7 +350,7 @@ def postprocess(out: dict[str, np.ndarray], grid: ModelGrid, region: PARegion, v
     ks = np.arange(volume.shape[0])
     model_k = grid.start_kji[0] + np.arange(len(slice_p)) * grid.step_kji[0]
     per_slice = np.interp(ks, model_k, slice_p, left=0.0, right=0.0).astype(np.float32)
-    critical = prob >= float(card.thresholds.get("critical", 0.5))
+    critical = prob >= card.threshold("critical")
     low = region.blood_hu < float(region_params(card.preprocessing).get("low_contrast_hu", 200.0))
     timings = {**timings, "postprocess": (time.perf_counter() - t0) * 1e3}
     return PEResult(

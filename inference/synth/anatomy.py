@@ -180,10 +180,12 @@ def _tube(hu, grid: Grid, pts, value: float, scale: float, lung: np.ndarray | No
             lung[box] *= 1.0 - occ
 
 
-def render_background(grid: Grid, p: Patient, t: dict[str, float], rng: np.random.Generator) -> tuple[
-    np.ndarray, np.ndarray, np.ndarray
-]:
+def render_background(grid: Grid, p: Patient, t: dict[str, float], rng: np.random.Generator, *,
+                      lung_fn=None, fissures: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render everything except the intrapulmonary vessels, airways and lesions.
+
+    ``lung_fn(p, z, y, x)`` replaces the analytic lung signed distance (``lung_sd``); ``fissures`` draws
+    the legacy faint fissure planes on this grid.
 
     Returns:
         ``(hu, lung, body)``: float32 HU, lung occupancy 0..1 and body occupancy 0..1 on ``grid``.
@@ -237,10 +239,11 @@ def render_background(grid: Grid, p: Patient, t: dict[str, float], rng: np.rando
         paint(ha, np.s_[:, :, :], _occ(spl, w) * below, t["spleen"])
 
     # lungs: graded parenchyma (dependent density), textured later by the vessel tree and noise
-    lung = _occ(lung_sd(p, Z, Y, X), w)
+    lung = _occ((lung_fn or lung_sd)(p, Z, Y, X), w)
     lung_hu = p.lung_hu + p.gravity_hu * np.clip((Y + 60.0) / 150.0, 0, 1) ** 2
     hu += lung * (lung_hu - hu)
-    _fissures(hu, lung, p, X, Y, Z, w)
+    if fissures:
+        _fissures(hu, lung, p, X, Y, Z, w)
 
     # mediastinum: heart with epicardial fat, great vessels, oesophagus (lungs carved where they lie)
     _heart(hu, grid, p, t, Z, Y, X, w, lung)

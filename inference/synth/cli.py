@@ -39,6 +39,9 @@ def register(subparsers) -> None:
                    metavar="TRAIN,VAL,TEST", help="write train/val/test splits (default fractions 0.7,0.15,0.15)")
     p.add_argument("--hold-out-profile", choices=sorted(PROFILES), default=None,
                    help="dataset mode: this profile appears only in the test split")
+    p.add_argument("--anatomy", choices=("real", "legacy"), default="real",
+                   help="real (default): lung shapes from a real CT, lobar vessel/airway trees, fissures; "
+                   "legacy: the analytic lungs and short straight vessels of earlier versions")
     p.add_argument("--no-dicom", action="store_true", help="skip the DICOM series (labels, truth, preview only)")
     p.set_defaults(func=run)
 
@@ -56,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     rows = generate_many(
         args.out, args.n, args.seed, profile=args.profile, contrast=args.contrast, lesions=args.lesions,
         size=args.size, splits=args.dataset, hold_out_profile=args.hold_out_profile, dicom=not args.no_dicom,
+        anatomy=args.anatomy,
     )
     for r in rows:
         print(f"{r['path']}\t{r['profile']}\t{r['contrast']}\tnodules={r['n_nodules']}\temboli={r['n_emboli']}")

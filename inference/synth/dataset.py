@@ -51,10 +51,12 @@ def generate_many(
     hold_out_profile: str | None = None,
     progress: Callable[[int, int, str], None] | None = _progress,
     dicom: bool = True,
+    anatomy: str = "real",
 ) -> list[dict[str, Any]]:
     """Write ``n`` cases under ``out`` and a manifest (``manifest.json`` and ``manifest.csv``).
 
     Args:
+        anatomy: ``real`` (default: template lungs, lobar trees, fissures) or ``legacy`` (see ``generate_study``).
         splits: ``(train, val, test)`` fractions for dataset mode (cases under ``out/SPLIT/``); ``None``
             writes ``out/case0001`` ... with no split.
         hold_out_profile: In dataset mode, every case of this profile goes to ``test``; profiles of the
@@ -87,7 +89,8 @@ def generate_many(
         cs = case_seed(seed, i)
         if progress:
             progress(i - 1, n, f"case{i:04d} {prof}")
-        study = generate_study(cs, profile=prof, contrast=contrast, size=size, lesions=lesions, case_number=i)
+        study = generate_study(cs, profile=prof, contrast=contrast, size=size, lesions=lesions, case_number=i,
+                               anatomy=anatomy)
         folder = out / (split if splits else "") / f"case{i:04d}"
         row = write_study(study, folder, case_number=i, dicom=dicom)
         row["split"] = split

@@ -4,7 +4,8 @@ Nodule types (by CT texture): ``solid`` (0..60 HU), ``part-solid`` (ground glass
 ``ground-glass`` (-750..-400 HU). Morphology (``round``, ``lobulated``, ``spiculated``) picks a LIDC reader
 shape with matching ratings; spiculated ones get extra thin spicules (outlines lose them). Location:
 ``isolated`` (≥ 4 mm from pleura), ``juxtapleural`` (touching the pleura, flattened against it: the shape is
-clipped to the lung) and ``juxtavascular`` (abutting a pulmonary vessel). Blending takes the maximum of
+clipped to the lung), ``juxtavascular`` (abutting a pulmonary artery) and ``perifissural`` (on a fissure; only
+with the ``real`` anatomy, which has fissures). Blending takes the maximum of
 lesion and background so vessels stay visible through ground glass, as in real GGOs.
 
 Mimics carry no label: calcified granulomas (> 200 HU), small linear scars, and (inherently) vessels
@@ -21,7 +22,7 @@ from inference.synth.nodules import ShapeLibrary, random_rotation, sample_sdf
 
 TEXTURES = ("solid", "part-solid", "ground-glass")
 MORPHOLOGIES = ("round", "lobulated", "spiculated")
-LOCATIONS = ("isolated", "juxtapleural", "juxtavascular")
+LOCATIONS = ("isolated", "juxtapleural", "juxtavascular", "perifissural")
 
 
 class LungSites:

@@ -36,6 +36,27 @@ def _juxtavascular_site(trees, rng: np.random.Generator, d: float) -> np.ndarray
     return p + perp * (t.radius[i] + 0.4 * d)
 
 
+def _perifissural_site(sites, fis, lung, grid: Grid, rng: np.random.Generator, d: float) -> np.ndarray | None:
+    """A centre ``0.3 d`` from a fissure (so the nodule straddles it), away from the pleura."""
+    from inference.synth import lobes
+
+    for _ in range(40):
+        p = sites.pick(rng, 0.5 * d + 4.0, 1e9)
+        if p is None:
+            return None
+        side = int(p[0] >= lobes.MIDLINE_X)
+        zs = [float(lobes.oblique_z(fis, side, p[0], p[1]))]
+        if side == 0:
+            zh = float(lobes.horizontal_z(fis, p[0], p[1]))
+            if zh > zs[0]:
+                zs.append(zh)
+        z = zs[int(rng.integers(len(zs)))]
+        c = np.array([p[0], p[1], z + float(rng.choice([-1.0, 1.0])) * 0.3 * d])
+        if all(_inside(lung, grid, c + [0, 0, dz]) for dz in (0.0, 0.6 * d, -0.6 * d)):
+            return c
+    return None
+
+
 def place_nodules(hu, labels, lung, grid: Grid, reqs, trees, lib: ShapeLibrary, rng) -> list[tuple]:
     """Paint requested nodules; returns ``(info, box, mask)`` per placed nodule (labels set to 1)."""
     if not reqs:
@@ -45,7 +66,13 @@ def place_nodules(hu, labels, lung, grid: Grid, reqs, trees, lib: ShapeLibrary, 
     for n, req in enumerate(reqs):
         texture = req.texture or str(rng.choice(lesions.TEXTURES, p=[0.6, 0.2, 0.2]))
         morph = req.morphology or str(rng.choice(lesions.MORPHOLOGIES, p=[0.45, 0.3, 0.25]))
-        loc = req.location or str(rng.choice(lesions.LOCATIONS, p=[0.5, 0.25, 0.25]))
+        fis = trees.get("fissures")
+        if req.location:
+            loc = req.location
+        elif fis is None:
+            loc = str(rng.choice(lesions.LOCATIONS[:3], p=[0.5, 0.25, 0.25]))
+        else:
+            loc = str(rng.choice(lesions.LOCATIONS, p=[0.45, 0.22, 0.22, 0.11]))
         d = float(req.diameter_mm or _diameter(rng))
         centre = None
         if loc == "juxtavascular":
@@ -54,6 +81,8 @@ def place_nodules(hu, labels, lung, grid: Grid, reqs, trees, lib: ShapeLibrary, 
                 centre = None
         elif loc == "juxtapleural":
             centre = sites.pick(rng, 0.3 * d, 0.55 * d + 1.5)
+        elif loc == "perifissural" and fis is not None:
+            centre = _perifissural_site(sites, fis, lung, grid, rng, d)
         if centre is None:
             loc = "isolated"
             centre = sites.pick(rng, d / 2 + 5.0, 1e9)

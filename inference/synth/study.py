@@ -12,13 +12,17 @@ from typing import Any
 import numpy as np
 
 from inference.synth import acquisition as acq
-from inference.synth import anatomy, vessels
+from inference.synth import anatomy as anat
+from inference.synth import chest, lobes, vessels
 from inference.synth.grid import Grid, capsule_occupancy, paint, paint_max
 from inference.synth.nodules import load_library
 from inference.synth.placement import place_emboli, place_mimics, place_nodules
 from inference.synth.profiles import ScannerProfile, get_profile
 from inference.volume import Volume
 
+# the real anatomy's parenchyma is less dense than the legacy one: measured median -862..-879 HU on lung1 and
+# the LIDC slabs (``python -m inference.synth.measure``) against -822 before this shift
+REAL_LUNG_HU_SHIFT = 40.0
 LABEL_NODULE = 1
 LABEL_EMBOLISM = 2
 
@@ -35,7 +39,8 @@ class LesionRequest:
     """One lesion to place; ``None`` fields are drawn at random.
 
     kind: ``nodule`` or ``embolism``. Nodules: ``texture`` (solid, part-solid, ground-glass),
-    ``morphology`` (round, lobulated, spiculated), ``location`` (isolated, juxtapleural, juxtavascular),
+    ``morphology`` (round, lobulated, spiculated), ``location`` (isolated, juxtapleural, juxtavascular,
+    perifissural: real anatomy only),
     ``diameter_mm`` (3..30). Emboli: ``level`` (central, lobar, segmental), ``occlusive`` (bool).
     """
 
@@ -94,7 +99,7 @@ def _requests(lesions_arg, contrast: str, rng: np.random.Generator) -> list[Lesi
     return out
 
 
-def _geometry(p: anatomy.Patient, prof: ScannerProfile, size, shape, spacing, rng) -> Grid:
+def _geometry(p: anat.Patient, prof: ScannerProfile, size, shape, spacing, rng) -> Grid:
     shp, spc = SIZES[size] if size else (None, None)
     shape, spacing = shape or shp, spacing or spc
     thick = float(rng.choice(prof.slice_thickness_mm))
@@ -145,6 +150,7 @@ def generate_study(
     lesions: str | list = "auto",
     mimics: bool = True,
     case_number: int = 1,
+    anatomy: str = "legacy",
 ) -> SynthStudy:
     """Generate one synthetic chest CT in memory.
 
@@ -157,23 +163,35 @@ def generate_study(
         lesions: ``auto``, ``none``, ``nodule``, ``embolism``, ``both`` or a list of ``LesionRequest``/dicts.
         mimics: Add label-free mimics (calcified granulomas, scars).
         case_number: Used in identifiers only.
+        anatomy: ``real`` (lung shapes from a real CT, lobar vessel and airway trees, fissures) or
+            ``legacy`` (the analytic lungs and straight-segment trees of earlier versions). The API default
+            stays ``legacy`` until the committed models are retrained on ``real`` (their tests use the
+            anatomy they were trained on); ``triage synth`` defaults to ``real``.
 
     Returns:
         A ``SynthStudy``; ``volume.hu`` is int16 HU, ``labels`` uint8.
     """
+    if anatomy not in ("real", "legacy"):
+        raise ValueError(f"anatomy must be real or legacy, not {anatomy!r}")
     rng = np.random.default_rng(seed)
     prof = get_profile(profile, rng)
     if contrast == "mixed":
         contrast = "ctpa" if rng.random() < 0.5 else "none"
     if contrast not in ("none", "ctpa"):
         raise ValueError(f"contrast must be none, ctpa or mixed, not {contrast!r}")
-    pat = anatomy.sample_patient(rng)
-    table = anatomy.hu_table(pat, contrast, prof.iodine_gain, rng)
+    pat = anat.sample_patient(rng)
+    if anatomy == "real":
+        pat.lung_hu -= REAL_LUNG_HU_SHIFT
+    table = anat.hu_table(pat, contrast, prof.iodine_gain, rng)
     grid = _geometry(pat, prof, size, shape, spacing, rng)
     cgrid, fz, f = _coarse(grid)
 
-    hu_c, lung_c, body_c = anatomy.render_background(cgrid, pat, table, rng)
+    real = anatomy == "real"
+    lung_fn = chest.lung_sd_fn(pat, rng) if real else None
+    hu_c, lung_c, body_c = anat.render_background(cgrid, pat, table, rng, lung_fn=lung_fn, fissures=not real)
     _parenchyma_texture(hu_c, lung_c, rng)
+    if real:
+        chest.lobular_texture(hu_c, lung_c, cgrid, rng)
     if fz == 1:
         hu_c = acq.apply_slice_profile(hu_c, grid.thickness, grid.spacing[0])
     nz, ny, nx = grid.shape
@@ -186,7 +204,14 @@ def generate_study(
     del hu_c
 
     arteries = np.zeros(grid.shape, np.uint8)
-    art_trees = _bronchovascular(hu, grid, cgrid, pat, table, lung_c, arteries, rng)
+    fis = None
+    if real:
+        fis = lobes.sample_fissures(lung_c, cgrid, rng)
+        lobes.render_fissures(hu, grid, lung, fis)
+        art_trees = chest.bronchovascular(hu, grid, cgrid, pat, table, lung_c, arteries, rng, fis)
+        art_trees["fissures"] = fis
+    else:
+        art_trees = _bronchovascular(hu, grid, cgrid, pat, table, lung_c, arteries, rng)
     del lung_c
 
     labels = np.zeros(grid.shape, np.uint8)
@@ -235,7 +260,8 @@ def generate_study(
         profile=prof, contrast=contrast, seed=seed,
         extra={"acquisition": {"dose_factor": round(dose, 3), "noise_sd_hu_mid": round(float(sig[nz // 2]), 1),
                                "slice_thickness_mm": grid.thickness},
-               "patient": pat, "hu_table": table, "body_to_patient_mm": (0.0, 0.0, z_shift)},
+               "patient": pat, "hu_table": table, "body_to_patient_mm": (0.0, 0.0, z_shift),
+               "anatomy": anatomy, "trees": art_trees, "fissures": fis},
     )
 
 
@@ -254,7 +280,7 @@ def _noise_map(body_mid: np.ndarray | None, ny: int, nx: int, f: int) -> np.ndar
     return (0.85 + 0.3 * np.exp(-q) * b + 0.0 * (1 - b)).astype(np.float32)
 
 
-def _bronchovascular(hu, grid: Grid, cgrid: Grid, p: anatomy.Patient, t: dict, lung_c, arteries, rng):
+def _bronchovascular(hu, grid: Grid, cgrid: Grid, p: anat.Patient, t: dict, lung_c, arteries, rng):
     """Trachea, bronchi, pulmonary trunk and arteries (into ``arteries``), pulmonary veins."""
     s = p.scale
     h = 0.5 * (grid.spacing[1] + grid.spacing[2])

@@ -44,6 +44,28 @@ def test_user_add_from_stdin_then_sign_in(data_dir, monkeypatch, capsys):
         assert auth.authenticate(session=s, username="dr_who", password="long-enough-pw") is None
 
 
+def test_user_passwd_sets_a_new_password_and_ends_sign_ins(data_dir, monkeypatch, capsys):
+    """Test that `triage user passwd NAME` (stdin, or --generate which prints one) changes the password,
+    ends the account's sign-in sessions and is a message for an unknown account."""
+    upgrade(create_db_engine(f"sqlite:///{data_dir / 'triage.db'}"))
+    with Session(get_engine()) as s:
+        auth.add_user(session=s, username="demo", password="first-password")
+        token = auth.start_session(session=s, user=auth.SignedIn("demo", "radiologist"), hours=1)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("second-password\n"))
+    assert main(["user", "passwd", "demo", "--password-stdin"]) == 0
+    with Session(get_engine()) as s:
+        assert auth.authenticate(session=s, username="demo", password="second-password") is not None
+        assert auth.authenticate(session=s, username="demo", password="first-password") is None
+        assert auth.resume_session(session=s, token=token) is None  # signed out everywhere
+    capsys.readouterr()
+    assert main(["user", "passwd", "demo", "--generate"]) == 0
+    generated = capsys.readouterr().out.strip().split(": ", 1)[1].split(" (")[0]
+    with Session(get_engine()) as s:
+        assert auth.authenticate(session=s, username="demo", password=generated) is not None
+    assert main(["user", "passwd", "nobody", "--generate"]) == 2
+    assert "no user 'nobody'" in capsys.readouterr().err
+
+
 def test_user_add_without_schema_is_a_message(data_dir, monkeypatch, capsys):
     """Test that adding a user to an unmigrated database says to run `triage db upgrade`."""
     monkeypatch.setattr(sys, "stdin", io.StringIO("long-enough-pw\n"))

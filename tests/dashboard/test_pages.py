@@ -18,6 +18,11 @@ def _session() -> Session:
     return Session(get_engine(), expire_on_commit=False)
 
 
+def queries_report(study_id: int):
+    with _session() as s:
+        return queries.get_report(session=s, study_id=study_id)
+
+
 def test_nothing_with_patient_data_before_sign_in(seeded):
     """Test that without sign-in only the sign-in form shows, even when a case is asked for by URL."""
     at = app()
@@ -85,7 +90,7 @@ def test_open_claims_and_audits_and_held_case_names_holder(seeded):
     at = app("reader1")
     at.run()
     at.button(key=f"open_{seeded['held']}").click().run()
-    assert "reader2 is reading this study" in texts(at)
+    assert "In review by reader2 since" in texts(at)
     at.button(key=f"open_{seeded['pe']}").click().run()
     assert not at.exception
     with _session() as s:
@@ -159,16 +164,24 @@ def test_review_verdicts_missed_finding_and_sign(seeded):
         findings = queries.get_findings(session=s, study_id=seeded["pe"])
     at.button(key=f"confirmed_{findings[0].id}").click().run()
     at.button(key=f"rejected_{findings[1].id}").click().run()
-    from dashboard.components.viewer import PENDING_KEY, Marked
+    assert at.radio(key="rep_pe").value == "yes"  # drafted from the confirmed PE
+    assert at.radio(key="rep_nodule").value is None  # the rejected nodule drafts nothing: not answered yet
+    assert "Pulmonary embolism, 6 mm, lobar, right." in at.text_area(key="rep_impression").value
+    at.button(key="sign").click().run()
+    assert "answer Nodule" in texts(at) and not queries_report(seeded["pe"])  # an unanswered form is not signed
+    from dashboard.components.volume_viewer import Click
 
-    at.session_state[PENDING_KEY] = Marked((10, 60, 70), (4.8, -3.2, -275.0), "axial")
+    at.session_state["vw_pending"] = Click(1, (4.8, -3.2, -275.0), (10, 60, 70), "axial")
     at.run()
     assert "(10, 60, 70)" in texts(at)
     at.selectbox(key="add_kind").set_value("nodule")
     at.button(key="add_submit").click().run()
-    at.radio(key="rep_pe").set_value("yes")
-    at.button[-1].click()  # the form's Sign report button
-    at.run()
+    assert at.radio(key="rep_nodule").value == "yes"  # the added nodule now answers it
+    at.radio(key="rep_nodule").set_value("no").run()
+    at.button(key="sign").click().run()
+    assert "contradicts your verdicts" in texts(at) and not queries_report(seeded["pe"])
+    at.radio(key="rep_nodule").set_value("yes").run()
+    at.button(key="sign").click().run()
     assert not at.exception and "Signed" in texts(at)
     with _session() as s:
         verdicts = {v: queries.list_events(session=s, study_id=seeded["pe"]) for v in ("x",)}["x"]
@@ -180,7 +193,8 @@ def test_review_verdicts_missed_finding_and_sign(seeded):
         (findings[1].id, "rejected"),
         (findings[0].id, "confirmed"),
     ]
-    assert report.embolism is True and report.nodule is False and report.signed_by == "reader1"
+    assert report.embolism is True and report.nodule is True and report.signed_by == "reader1"
+    assert "Pulmonary embolism, 6 mm, lobar, right." in report.impression
     assert (added[0].center_k, added[0].center_j, added[0].center_i, added[0].center_z_mm) == (10, 60, 70, -275.0)
     assert len(rs) == 1 and rs[0].closed_at is not None and rs[0].active_seconds >= 0 and rs[0].ai_shown
     assert study.status == "signed" and study.claimed_by is None
@@ -206,10 +220,15 @@ def test_ai_hidden_arm_hides_scores_findings_and_overlays(seeded, monkeypatch):
 
 
 def test_failed_study_opens_with_its_reason(seeded):
-    """Test that a failed study without images opens with its reason and a PACS hint, not an error."""
+    """Test that a failed study opens with its reason and "read on PACS, AI did not assess", nothing about arms
+    or AI findings, and that its report starts unanswered (an untouched form cannot be signed)."""
     at = _open_review(seeded, "failed")
     page = texts(at)
-    assert "model crashed" in page and "read it on PACS" in page
+    assert "model crashed" in page and "Read on PACS, AI did not assess" in page
+    assert "arm" not in page.lower() and "AI findings" not in page and "AI HIDDEN" not in page
+    assert at.radio(key="rep_nodule").value is None and at.radio(key="rep_pe").value is None
+    at.button(key="sign").click().run()
+    assert "answer Nodule" in texts(at) and not queries_report(seeded["failed"])
 
 
 def test_analytics_labels_simulated_data_and_counts_readings(seeded):

@@ -66,3 +66,30 @@ def test_review_shows_current_and_prior_with_linked_slices(seeded, data_dir):
     at.slider(key="prior_k").set_value(k - 2).run()
     captions = _captions(at)
     assert f"current, slice {k - 1}" in captions and f"prior 2025-02-03, slice {k - 1 - 3}" in captions
+
+
+def test_worklist_tags_a_growing_nodule_as_the_top_finding(seeded):
+    """Test that a study whose latest analysis found a growing nodule (comparison with a prior) shows it as its
+    top finding on the worklist, tagged "growing", before a more probable finding; the kind label comes from the
+    registry."""
+    from sqlmodel import Session
+
+    from db import queries
+    from db.session import get_engine
+    from tests.db.factories import make_finding, make_result
+
+    with Session(get_engine(), expire_on_commit=False) as s:
+        study = queries.get_study(session=s, study_id=seeded["routine"])
+        findings = [
+            make_finding("embolism", 0.4, location="segmental, left"),
+            make_finding("nodule", 0.3, diameter_mm=7.0, location="RLL",
+                         extra={"change": "growing", "prior_diameter_mm": 5.5, "volume_change_pct": 90.0}),
+        ]  # fmt: skip
+        result = make_result(study.study_uid, scores={"nodule": 0.62, "embolism": 0.4, "priority": 0.7},
+                             findings=findings, comparison={"prior_study_uid": PRIOR_UID})  # fmt: skip
+        queries.store_analysis(session=s, result=result)
+    at = app("reader1")
+    at.run()
+    assert not at.exception, at.exception
+    tagged = [str(m.value) for m in at.markdown if "wl-change" in str(m.value)]
+    assert len(tagged) == 1 and '<b data-testid="wl-change">growing</b> nodule 7 mm · RLL' in tagged[0]

@@ -91,15 +91,6 @@ def test_relative_change_detects_a_speed_up():
     assert charts.relative_change_ci([], without, rng) == (None, None, None)
 
 
-def test_calibration_bins():
-    """Test the reliability table against hand-counted bins."""
-    rows = charts.calibration_bins([0.05, 0.08, 0.95, 0.91, 1.0], [False, True, True, True, False], n_bins=10)
-    assert rows == [
-        {"bin": "0.0–0.1", "n": 2, "mean_score": 0.065, "observed": 0.5},
-        {"bin": "0.9–1.0", "n": 3, "mean_score": 0.9533, "observed": 0.6667},
-    ]
-
-
 def test_embedding_map_separates_two_scanners():
     """Test that the 2-D map (t-SNE with scikit-learn) keeps two well-separated scanner clusters apart."""
     rng = np.random.default_rng(0)

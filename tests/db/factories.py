@@ -7,6 +7,7 @@ exercise them) and returns the new row or id. Pass any column as a keyword to ov
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlmodel import Session
 
 from db import queries
 from db.models import Study, User
+from inference.schema import CaseResult, Finding
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)  # a Monday (ISO week 2026-W02)
 _seq = itertools.count(1)
@@ -42,9 +44,11 @@ def make_study(
     scanner_profile: str | None = None,
     findings: list[dict[str, Any]] | None = None,
     pe_threshold: float = 0.5,
+    nodule_threshold: float = 0.5,
     **header: Any,
 ) -> Study:
-    """A study in ``status``; scores given → stored through ``store_analysis`` (status ``ready``).
+    """A study in ``status``; scores given → stored through ``store_analysis`` (status ``ready``) with the
+    operating points ``pe_threshold`` (critical) and ``nodule_threshold`` (suspected).
 
     ``status="failed"``/``"unsuitable"`` go through ``mark_failed``/``mark_unsuitable``; other statuses
     are set directly.
@@ -65,11 +69,13 @@ def make_study(
     if nodule is not None or embolism is not None or priority is not None or findings:
         queries.store_analysis(
             session=session,
-            study_uid=study_uid,
-            scores={"nodule": nodule, "embolism": embolism, "priority": priority},
-            findings=findings or [],
-            run={"provider": "CPUExecutionProvider", "models": {"nodule": "test-1"}},
-            pe_threshold=pe_threshold,
+            result=make_result(
+                study_uid,
+                scores={"nodule": nodule, "embolism": embolism, "priority": priority},
+                findings=findings or [],
+                pe_threshold=pe_threshold,
+                nodule_threshold=nodule_threshold,
+            ),
         )
     if status == "failed":
         queries.mark_failed(session=session, study_uid=study_uid, reason="model crashed")
@@ -97,10 +103,36 @@ def make_finding(kind: str = "nodule", probability: float = 0.8, **overrides: An
         "texture": "solid" if kind == "nodule" else None,
         "lung_rads": "4A" if kind == "nodule" else None,
         "location": "RUL" if kind == "nodule" else "segmental",
-        "mask": "results/mask.nii.gz",
-        "heatmap": "results/heat.nii.gz",
+        "mask_path": "results/mask.nii.gz",
+        "heatmap_path": "results/heat.nii.gz",
     }
     return finding | overrides
+
+
+def make_result(
+    study_uid: str,
+    *,
+    scores: dict[str, float | None],
+    findings: Sequence[dict[str, Any]] = (),
+    pe_threshold: float | None = 0.5,
+    nodule_threshold: float | None = 0.5,
+    **fields: Any,
+) -> CaseResult:
+    """A pipeline ``CaseResult`` for ``study_uid`` with the given operating points (None: not stored)."""
+    thresholds: dict[str, dict[str, float]] = {}
+    if pe_threshold is not None:
+        thresholds["embolism"] = {"report": 0.3, "critical": pe_threshold}
+    if nodule_threshold is not None:
+        thresholds["nodule"] = {"report": 0.25, "suspected": nodule_threshold}
+    values: dict[str, Any] = {
+        "series_uid": f"{study_uid}.1",
+        "provider": "CPUExecutionProvider",
+        "model_versions": {"nodule": "test-1"},
+        "thresholds": thresholds,
+    }
+    return CaseResult(
+        study_uid=study_uid, scores=scores, findings=[Finding.model_validate(f) for f in findings], **(values | fields)
+    )
 
 
 def make_reading(

@@ -163,6 +163,7 @@ def test_ai_false_negative_rate(dataset: Session) -> None:
     """Test the lesion-level false-negative rate from reader-added findings."""
     assert queries.ai_false_negative_rate(session=dataset) == [
         {"kind": "nodule", "ai_confirmed": 2, "reader_added": 2, "fn_rate": 0.5, "studies_with_missed": 2},
+        {"kind": "mass", "ai_confirmed": 0, "reader_added": 0, "fn_rate": None, "studies_with_missed": 0},
         {
             "kind": "embolism",
             "ai_confirmed": 1,

@@ -11,6 +11,7 @@ from db.migrate import head_revision
 from db.session import create_db_engine, reset_engines, session_scope
 from inference.cli import main
 from tests.db.conftest import ENGINES
+from tests.db.factories import make_result
 
 
 @pytest.fixture
@@ -36,17 +37,16 @@ def test_upgrade_current_and_worklist(db_env: str, capsys: pytest.CaptureFixture
     assert "outdated" in capsys.readouterr().out
 
     assert main(["db", "upgrade"]) == 0
-    head = head_revision()
-    assert f"upgraded from empty to {head} (head)" in capsys.readouterr().out
+    assert f"upgraded from empty to {head_revision()} (head)" in capsys.readouterr().out
     assert main(["db", "upgrade"]) == 0
-    assert f"already at {head}" in capsys.readouterr().out
+    assert f"already at {head_revision()}" in capsys.readouterr().out
     assert main(["db", "current"]) == 0
     assert "up to date" in capsys.readouterr().out
 
     engine = create_db_engine(db_env)
     with session_scope(engine) as session:
         queries.upsert_study(session=session, study_uid="1.2.3.4", header={"PatientName": "Secret^Person"})
-        queries.store_analysis(session=session, study_uid="1.2.3.4", scores={"nodule": 0.2, "embolism": 0.9})
+        queries.store_analysis(session=session, result=make_result("1.2.3.4", scores={"nodule": 0.2, "embolism": 0.9}))
         queries.upsert_study(session=session, study_uid="1.2.3.5", header={"AccessionNumber": "ACC5"})
         queries.mark_failed(session=session, study_uid="1.2.3.5", reason="no lung series")
     engine.dispose()
@@ -92,9 +92,9 @@ def test_worklist_cli_applies_the_reader_study_arm(db_env: str, monkeypatch, cap
     engine = create_db_engine(db_env)
     with session_scope(engine) as session:
         queries.upsert_study(session=session, study_uid="1.2.3.4", header={})
-        queries.store_analysis(session=session, study_uid="1.2.3.4", scores={"nodule": 0.2, "embolism": 0.9})
+        queries.store_analysis(session=session, result=make_result("1.2.3.4", scores={"nodule": 0.2, "embolism": 0.9}))
         queries.upsert_study(session=session, study_uid="1.2.3.6", header={})
-        queries.store_analysis(session=session, study_uid="1.2.3.6", scores={"nodule": 0.8, "embolism": 0.1})
+        queries.store_analysis(session=session, result=make_result("1.2.3.6", scores={"nodule": 0.8, "embolism": 0.1}))
     engine.dispose()
     capsys.readouterr()
     assert main(["worklist", "--json"]) == 0

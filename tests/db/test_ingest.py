@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import datetime, timedelta, timezone
@@ -12,7 +13,8 @@ from sqlmodel import Session, select
 
 from db import queries
 from db.models import AnalysisRun, AuditEvent, Finding, Series, Study
-from tests.db.factories import T0, make_finding, uid
+from inference.schema import CaseResult
+from tests.db.factories import T0, make_finding, make_result, uid
 
 HEADER = {
     "AccessionNumber": "ACC123",
@@ -61,7 +63,7 @@ def test_status_flow_and_signed_is_final(session: Session) -> None:
     study = queries.upsert_study(session=session, study_uid=study_uid, header=HEADER)
     assert queries.mark_queued(session=session, study_uid=study_uid)
     assert queries.mark_analysing(session=session, study_uid=study_uid)
-    queries.store_analysis(session=session, study_uid=study_uid, scores={"nodule": 0.2, "embolism": 0.1})
+    queries.store_analysis(session=session, result=make_result(study_uid, scores={"nodule": 0.2, "embolism": 0.1}))
     session.expire_all()
     stored = session.get(Study, study.id)
     assert stored.status == "ready" and stored.queued_at is not None and stored.analysed_at is not None
@@ -81,24 +83,24 @@ def test_store_analysis_round_trip(session: Session) -> None:
     study_uid = uid()
     study = queries.upsert_study(session=session, study_uid=study_uid, header=HEADER)
     findings = [make_finding("nodule", 0.91), make_finding("embolism", 0.77, center_voxel=[1, 2, 3])]
-    run = {
-        "models": {"nodule": "nod-1.2"},
-        "timings_ms": {"total": 812.5},
-        "provider": "CUDAExecutionProvider",
-    }
-    run_id = queries.store_analysis(
-        session=session,
-        study_uid=study_uid,
+    result = make_result(
+        study_uid,
         scores={"nodule": 0.91, "embolism": 0.77},
         findings=findings,
-        run=run,
+        model_versions={"nodule": "nod-1.2"},
+        timings_ms={"total": 812.5},
+        provider="CUDAExecutionProvider",
         pe_threshold=0.5,
+        nodule_threshold=0.6,
     )
+    run_id = queries.store_analysis(session=session, result=result)
     session.expire_all()
     stored = session.get(Study, study.id)
     assert stored.critical and stored.priority == 0.91 and stored.embolism_score == 0.77
+    assert (stored.embolism_threshold, stored.nodule_threshold) == (0.5, 0.6)
     stored_run = session.get(AnalysisRun, run_id)
     assert stored_run.models == {"nodule": "nod-1.2"} and stored_run.timings_ms == {"total": 812.5}
+    assert stored_run.thresholds == result.thresholds and stored_run.provider == "CUDAExecutionProvider"
     assert stored_run.finished_at.tzinfo == timezone.utc and stored_run.error is None
     nodule, embolism = queries.get_findings(session=session, study_id=study.id)
     assert (nodule.kind, nodule.probability, nodule.run_id) == ("nodule", 0.91, run_id)
@@ -110,7 +112,7 @@ def test_store_analysis_round_trip(session: Session) -> None:
 
     # A re-analysis replaces the scores; the viewer sees only the newest run's findings.
     queries.store_analysis(
-        session=session, study_uid=study_uid, scores={"nodule": 0.1, "embolism": 0.2, "priority": 0.3}
+        session=session, result=make_result(study_uid, scores={"nodule": 0.1, "embolism": 0.2, "priority": 0.3})
     )
     session.expire_all()
     stored = session.get(Study, study.id)
@@ -118,34 +120,43 @@ def test_store_analysis_round_trip(session: Session) -> None:
     assert queries.get_findings(session=session, study_id=study.id) == []
     assert len(queries.get_findings(session=session, study_id=study.id, all_runs=True)) == 2
     with pytest.raises(ValueError, match="kind"):
-        queries.store_analysis(session=session, study_uid=study_uid, scores={}, findings=[make_finding("tumour")])
+        queries.store_analysis(
+            session=session, result=make_result(study_uid, scores={}, findings=[make_finding("tumour")])
+        )
 
 
-def test_store_case_result_json_and_unsuitable(session: Session) -> None:
-    """Test storing `triage analyze --json` output, including an unusable-input result."""
+def test_store_analysis_json_and_unsuitable(session: Session) -> None:
+    """Test storing `triage analyze --json` output (a mass finding included), and an unusable-input result
+    whose structured reasons are kept on the run."""
     ok_uid, bad_uid = uid(), uid()
     for study_uid in (ok_uid, bad_uid):
         queries.upsert_study(session=session, study_uid=study_uid, header=HEADER | {"AccessionNumber": study_uid})
-    result = {
+    doc = {
+        "schema_version": 2,
         "study_uid": ok_uid,
         "series_uid": uid(),
         "scores": {"nodule": 0.6, "embolism": 0.1, "priority": 0.6},
-        "findings": [make_finding("nodule", 0.6)],
+        "findings": [make_finding("nodule", 0.6), make_finding("mass", 0.9, diameter_mm=48.0, lung_rads="4B")],
         "quality": {"ok": True, "reasons": []},
         "model_versions": {"nodule": "n-1", "embolism": "e-1"},
         "timings_ms": {"read": 10.0},
     }
-    queries.store_case_result(session=session, result=result)
-    queries.store_case_result(
-        session=session,
-        result={"study_uid": bad_uid, "quality": {"ok": False, "reasons": ["only 4 slices"]}, "scores": {}},
+    queries.store_analysis(session=session, result=CaseResult.model_validate(json.loads(json.dumps(doc))))
+    reason = {"code": "too_few_slices", "severity": "error", "message": "only 4 slices", "advice": "Send more."}
+    bad = CaseResult.model_validate(
+        {"study_uid": bad_uid, "series_uid": "1.2", "quality": {"ok": False, "reasons": [reason]}, "scores": {}}
     )
+    queries.store_analysis(session=session, result=bad)
     ok = queries.get_study(session=session, study_uid=ok_uid)
-    bad = queries.get_study(session=session, study_uid=bad_uid)
+    bad_study = queries.get_study(session=session, study_uid=bad_uid)
     assert ok.status == "ready" and ok.nodule_score == 0.6
-    assert bad.status == "unsuitable" and bad.attention_reason == "only 4 slices"
+    assert [f.kind for f in queries.get_findings(session=session, study_id=ok.id)] == ["mass", "nodule"]
+    assert (
+        bad_study.status == "unsuitable" and bad_study.attention_reason == "too_few_slices: only 4 slices. Send more."
+    )
+    assert queries.latest_run(session=session, study_id=bad_study.id).quality == [reason | {"series_uid": None}]
     runs = session.exec(select(AnalysisRun).where(AnalysisRun.study_id == ok.id)).all()
-    assert runs[0].models == {"nodule": "n-1", "embolism": "e-1"} and runs[0].series_uid == result["series_uid"]
+    assert runs[0].models == {"nodule": "n-1", "embolism": "e-1"} and runs[0].series_uid == doc["series_uid"]
 
 
 def test_store_analysis_with_20_findings_is_fast(session: Session) -> None:
@@ -155,8 +166,9 @@ def test_store_analysis_with_20_findings_is_fast(session: Session) -> None:
     for _ in range(5):
         study_uid = uid()
         queries.upsert_study(session=session, study_uid=study_uid, header=HEADER | {"AccessionNumber": study_uid})
+        result = make_result(study_uid, scores={"nodule": 0.7}, findings=findings)
         start = time.perf_counter()
-        queries.store_analysis(session=session, study_uid=study_uid, scores={"nodule": 0.7}, findings=findings)
+        queries.store_analysis(session=session, result=result)
         times.append(time.perf_counter() - start)
     assert sorted(times)[2] < 0.1  # generous for a loaded CI machine; bench/bench_db.py reports the figure
     assert session.exec(select(sa.func.count()).select_from(Finding)).one() == 100
@@ -169,7 +181,7 @@ def test_logs_carry_uids_not_patient_identifiers(session: Session, caplog: pytes
     queries.upsert_study(session=session, study_uid=study_uid, header=HEADER)
     queries.mark_queued(session=session, study_uid=study_uid)
     queries.store_analysis(
-        session=session, study_uid=study_uid, scores={"embolism": 0.9}, findings=[make_finding("embolism")]
+        session=session, result=make_result(study_uid, scores={"embolism": 0.9}, findings=[make_finding("embolism")])
     )
     queries.mark_unsuitable(session=session, study_uid=study_uid, reason="motion")
     text = caplog.text + " ".join(str(e.detail) for e in session.exec(select(AuditEvent)).all())

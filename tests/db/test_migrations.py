@@ -24,6 +24,8 @@ EXPECTED_TABLES = {
     "reader_finding",
     "study_report",
     "audit_event",
+    "delivery",
+    "study_prior",
 }
 
 

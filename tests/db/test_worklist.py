@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import Session
 
 from db import queries
-from tests.db.factories import T0, make_finding, make_study, make_user
+from tests.db.factories import T0, make_finding, make_result, make_study, make_user
 
 NOW = T0 + timedelta(hours=10)
 
@@ -179,7 +179,7 @@ def test_finding_filter_runs_in_sql_and_spares_the_ai_hidden_arm(session: Sessio
     clean = make_study(session, nodule=0.1, embolism=0.1)
     redone = make_study(session, nodule=0.7, findings=[make_finding("nodule", 0.7)])
     queries.store_analysis(  # a newer run without findings: "no AI finding" looks at the latest run
-        session=session, study_uid=redone.study_uid, scores={"nodule": 0.2}, findings=[], run={}, pe_threshold=0.5
+        session=session, result=make_result(redone.study_uid, scores={"nodule": 0.2})
     )
     failed = make_study(session, status="failed")
     unread = make_study(session)  # not analysed yet
@@ -197,7 +197,10 @@ def test_finding_filter_runs_in_sql_and_spares_the_ai_hidden_arm(session: Sessio
     assert ids("attention") == [failed.id]
     assert set(ids("none")) == {clean.id, redone.id}
     assert unread.id not in ids("none") and hidden.id not in ids("none")
-    low_pe = make_study(session, embolism=0.4)  # below the threshold at analysis: not critical
-    assert ids("pe") == [pe.id] and set(ids("pe", pe_threshold=0.3)) == {pe.id, low_pe.id}
+    low_pe = make_study(session, embolism=0.4)  # below the operating point stored at analysis: not critical
+    low_point = make_study(session, embolism=0.4, pe_threshold=0.3)  # analysed at 0.3: critical
+    assert set(ids("pe")) == {pe.id, low_point.id} and low_pe.id not in ids("pe")
+    strict = make_study(session, nodule=0.7, nodule_threshold=0.8)  # nodule point stored at 0.8: not suspected
+    assert strict.id not in ids("nodule")
     with pytest.raises(ValueError, match="finding filter"):
         ids("tumour")

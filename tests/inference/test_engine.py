@@ -18,7 +18,7 @@ from inference.engine import (
     gaussian_importance,
     sliding_window,
 )
-from inference.model_card import ModelCard, sha256_file
+from inference.model_card import CardError, ModelCard, sha256_file
 
 
 def _scale_model(path, factor: float = 2.0) -> None:
@@ -57,9 +57,37 @@ def test_engine_loads_cards_and_runs(tmp_path):
     model = engine.model("toy")
     (out,) = model.run({"image": np.ones((1, 1, 8, 8, 8), np.float32)})
     assert out.shape == (1, 1, 8, 8, 8) and np.allclose(out, 2.0)
-    assert engine.versions == {"toy": "0.0.1"}
+    assert engine.cards["toy"].version == "0.0.1"
     with pytest.raises(ModelMissingError):
         engine.model("absent")
+
+
+def test_invalid_card_fails_loudly_naming_file_and_field(tmp_path):
+    """Test that a card with a wrong field, or naming a missing ONNX file, stops the engine with a message that
+    names the card file and the field (never skipped, which surfaced later as "model not found")."""
+    card = _card(tmp_path)
+    doc = json.loads(card.path.read_text())
+    (tmp_path / "toy.json").write_text(json.dumps(doc | {"opset": "seventeen"}))
+    with pytest.raises(CardError, match=r"toy\.json.*opset"):
+        Engine(tmp_path, ["CPUExecutionProvider"])
+    (tmp_path / "toy.json").write_text(json.dumps(doc | {"file": "gone.onnx"}))
+    with pytest.raises(CardError, match=r"toy\.json.*field file names gone\.onnx"):
+        Engine(tmp_path, ["CPUExecutionProvider"])
+    (tmp_path / "toy.json").write_text(json.dumps(doc))
+    with pytest.raises(CardError, match=r"toy\.json.*thresholds\.critical"):
+        Engine(tmp_path, ["CPUExecutionProvider"]).cards["toy"].threshold("critical")
+
+
+def test_threshold_override_replaces_the_card_value(tmp_path):
+    """Test that a settings override changes the card's operating point in the engine, and that an override
+    naming an unknown model is refused."""
+    card = _card(tmp_path)
+    doc = json.loads(card.path.read_text())
+    (tmp_path / "toy.json").write_text(json.dumps(doc | {"thresholds": {"critical": 0.4}}))
+    engine = Engine(tmp_path, ["CPUExecutionProvider"], threshold_overrides={"toy": {"critical": 0.7}})
+    assert engine.cards["toy"].threshold("critical") == 0.7
+    with pytest.raises(CardError, match="absent"):
+        Engine(tmp_path, ["CPUExecutionProvider"], threshold_overrides={"absent": {"critical": 0.7}})
 
 
 def test_tampered_model_is_refused_at_start(tmp_path):

@@ -18,6 +18,7 @@ import pytest
 
 from inference.synth.output import write_study
 from inference.synth.study import generate_study
+from tests.dcmtk import require_dcmtk
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,7 +107,12 @@ def test_analyze_unusable_input_exits_2_with_reason(tmp_path):
 
 
 def _service_env(tmp_path, backend):
-    env = {"TRIAGE_DATA_DIR": str(tmp_path / "data"), "TRIAGE_TASK_RETRY_DELAY_S": "1", "PYTHONUNBUFFERED": "1"}
+    env = {
+        "TRIAGE_DATA_DIR": str(tmp_path / "data"),
+        "TRIAGE_TASK_RETRY_DELAY_S": "1",
+        "TRIAGE_LEASE_TTL_S": "3",  # a killed worker's lease expires quickly
+        "PYTHONUNBUFFERED": "1",
+    }
     if backend == "postgres+redis":
         pg, rd = os.environ.get("TRIAGE_TEST_POSTGRES_URL"), os.environ.get("TRIAGE_TEST_REDIS_URL")
         if not (pg and rd):
@@ -165,9 +171,7 @@ def _stop(proc):
 @pytest.mark.parametrize("backend", ["sqlite", "postgres+redis"])
 def test_storescu_to_receiver_to_worker_to_worklist(studies, tmp_path, backend):
     """Test that a study pushed with storescu is received, analysed and ranked with findings, SEG and SR."""
-    storescu = shutil.which("storescu")
-    if storescu is None:
-        pytest.skip("dcmtk's storescu is not installed (apt-get install dcmtk)")
+    storescu = require_dcmtk("storescu")
     env = _service_env(tmp_path, backend)
     port = _free_port()
     log = open(tmp_path / "services.log", "w")

@@ -1,4 +1,5 @@
-"""Plain functions behind ``triage train nodule`` and ``triage export nodule`` (the CLI only parses).
+"""Plain functions behind ``triage train nodule`` and ``triage export nodule`` (the CLI only parses;
+``triage evaluate nodule`` is ``report.run``).
 
 Work directory (default ``var/nodule``, git-ignored): ``patches_train.npz``, checkpoints ``seg_teacher.pt``,
 ``seg_student.pt``, ``seg_vit.pt``, ``cls.pt``, JSON-lines logs ``*.jsonl`` and ``summary.json``.
@@ -7,8 +8,6 @@ Work directory (default ``var/nodule``, git-ignored): ``patches_train.npz``, che
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -41,25 +40,27 @@ def train(cfg: NoduleConfig, stages: list[str], *, minutes: dict[str, float] | N
     minutes = minutes or {}
     out = {}
     patches = work / "patches_train.npz"
-    if "data" in stages or not patches.exists():
+    needs_patches = any(s != "cls" for s in stages) or cfg.cls_from_patches
+    if needs_patches and ("data" in stages or not patches.exists()):
         t0 = time.time()
         build_patch_set(cfg, "train", patches)
         out["data"] = {"seconds": round(time.time() - t0, 1), "studies": cfg.n_train_studies,
                        "real_insertions": cfg.n_real_insertions}
-    data = load_patches(patches)
+    data = load_patches(patches) if needs_patches else None
     for st in [s for s in stages if s in ("teacher", "vit")]:
         out[st] = train_seg(cfg, data, st, work / f"seg_{st}.pt", max_minutes=minutes.get(st, 1e9), resume=resume)
     if "cls" in stages:
         seg = load_checkpoint(work / "seg_teacher.pt")[0] if (work / "seg_teacher.pt").exists() else None
         mined = None
-        if cfg.cls_mine_studies or cfg.cls_mine_real:
+        if cfg.cls_mine_studies or cfg.cls_mine_real or cfg.cls_mine_backgrounds:
             from inference.training.nodule.candidates import build_candidate_set
 
             cand = work / "cls_candidates.npz"
             if not cand.exists():  # mined with the exported seg model of this work dir's teacher
                 build_candidate_set(cfg, cand, model_dir or DEFAULT_MODELS, workers=cfg.extra.get("mine_workers", 2))
             mined = load_patches(cand)
-        out["cls"] = train_cls(cfg, data, work / "cls.pt", seg=seg, max_minutes=minutes.get("cls", 1e9), mined=mined)
+        out["cls"] = train_cls(cfg, data if cfg.cls_from_patches else None, work / "cls.pt", seg=seg,
+                               max_minutes=minutes.get("cls", 1e9), mined=mined)
     if "student" in stages:
         teacher = load_checkpoint(work / "seg_teacher.pt")[0]
         out["student"] = train_seg(cfg, data, "student", work / "seg_student.pt", teacher=teacher,
@@ -129,6 +130,19 @@ def _export_one(work: Path, out_dir: Path, kind: str, summary: dict, rng: np.ran
                 "seconds": tr.get("seconds"),
                 "loss_first10": tr.get("loss_first10"), "loss_last10": tr.get("loss_last10"),
                 "config": ck["config"]}
+    if is_cls and (cfg.cls_mine_backgrounds or cfg.cls_init):
+        from inference.training.nodule.real import TRAIN_CASES, VALIDATION_CASES
+
+        training["data"] = (
+            (f"fine-tuned from {cfg.cls_init} (its card: the v3 data) on " if cfg.cls_init else "")
+            + f"candidates mined through the serving path (detect_nodules, served nodule_seg): "
+            f"{cfg.cls_mine_studies} synthetic training studies (seeds {10000 + cfg.n_train_studies}+), "
+            f"{cfg.cls_mine_real} CTA-crop insertions, and each real training scan ({', '.join(TRAIN_CASES)}) "
+            f"as it is + {cfg.cls_mine_backgrounds} runs with 2 inserted synthetic nodules (free / vessel-attached "
+            f"/ pleural); real-scan negatives weighted x{cfg.cls_real_neg_weight:g}"
+            + ("" if cfg.cls_from_patches else "; no seg-patch samples"))
+        training["real_cases_seen"] = list(TRAIN_CASES)
+        training["real_cases_never_seen"] = list(VALIDATION_CASES)
     if tr.get("resumed_from"):  # a --resume run: the earlier run's summary (its iterations add up)
         training["resumed_from"] = tr["resumed_from"]
     if tr.get("samples"):
@@ -171,7 +185,3 @@ def _variants(path: Path, inputs: list[np.ndarray], cfg: NoduleConfig) -> dict:
     except Exception as exc:
         out["int8"] = {"error": f"{type(exc).__name__}: {exc}"}
     return out
-
-
-def command_line() -> str:
-    return "triage " + " ".join(shlex.quote(a) for a in sys.argv[1:])

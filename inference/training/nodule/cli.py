@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 
 from inference.training.nodule.config import NoduleConfig
 
 DEFAULT_MODELS = Path(__file__).resolve().parents[3] / "assets" / "models"
+
+
+def command_line() -> str:
+    """The command as typed (recorded in the model cards)."""
+    return "triage " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def _config(args: argparse.Namespace) -> NoduleConfig:
@@ -43,7 +50,7 @@ def _train(argv: list[str]) -> int:
         print("--quick: skipping stage vit (run it with --stage vit)")
         stages.remove("vit")
     minutes = {k: float(v) for k, v in (m.split("=", 1) for m in args.minutes)}
-    out = api.train(cfg, stages, minutes=minutes, command=api.command_line(), resume=args.resume)
+    out = api.train(cfg, stages, minutes=minutes, command=command_line(), resume=args.resume)
     print(json.dumps(out, indent=2))
     return 0
 
@@ -61,13 +68,13 @@ def _export(argv: list[str]) -> int:
     work = Path(cfg.work_dir)
     which = [w for w in args.which.split(",") if (work / ("cls.pt" if w == "cls" else f"seg_{w}.pt")).exists()]
     out = Path(args.out) if args.out else (Path(cfg.work_dir) / "models" if args.quick else DEFAULT_MODELS)
-    res = api.export_all(Path(cfg.work_dir), out, which=which, command=api.command_line())
+    res = api.export_all(Path(cfg.work_dir), out, which=which, command=command_line())
     print(json.dumps(res, indent=2))
     return 0
 
 
 def _evaluate(argv: list[str]) -> int:
-    from inference.training.nodule import evaluate
+    from inference.training.nodule import report
 
     p = argparse.ArgumentParser(prog="triage evaluate nodule",
                                 description="Evaluate the exported nodule models through the ONNX serving path "
@@ -76,7 +83,8 @@ def _evaluate(argv: list[str]) -> int:
     p.add_argument("--model-dir", default=str(DEFAULT_MODELS))
     p.add_argument("--seg", default="nodule_seg", help="segmentation model to evaluate")
     p.add_argument("--calibrate", action="store_true",
-                   help="first fit Platt scaling of the classifier on the validation split (seeds 20000+)")
+                   help="first fit the classifier's calibration and report threshold on validation data only "
+                        "(synthetic split seeds 20000+, real scan lung2): see calibration.py")
     p.add_argument("--splits", default="test,unseen,lidc-inserted,lidc-real",
                    help="comma list of val,test,unseen,lidc-inserted,lidc-real")
     p.add_argument("--n-val", type=int, default=16)
@@ -88,11 +96,19 @@ def _evaluate(argv: list[str]) -> int:
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     p.add_argument("--variants", type=int, default=0, metavar="N",
                    help="also compare fp32 / student / INT8 / fp16 / ViT seg variants on the first N test studies")
+    p.add_argument("--cache", help="folder for the validation candidate sets of --calibrate (re-used when present)")
+    p.add_argument("--features", choices=("auto", "none", "blob", "blob+tube", "all"), default="auto",
+                   help="Hessian features in the calibration: chosen on validation (auto) or this set")
+    p.add_argument("--real", action="store_true",
+                   help="the real-CT table: LIDC-IDRI-0001..0003, lung1, lung2 (../shared/data), at the report "
+                        "threshold")
+    p.add_argument("--real-json", help="write the real-CT table as JSON here")
+    p.add_argument("--real-md", help="write the real-CT table as Markdown here")
     p.add_argument("--save", help="also write the results to this JSON file")
     p.add_argument("--merge", nargs="+", metavar="JSON",
                    help="compute nothing: merge results saved with --save (e.g. splits run in parallel) into the cards")
     args = p.parse_args(argv)
-    res = evaluate.run(args)
+    res = report.run(args, command_line())
     print(json.dumps(res, indent=2, default=float))
     return 0
 

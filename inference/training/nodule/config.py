@@ -37,6 +37,10 @@ class NoduleConfig:
     neg_patches_per_study: int = 4
     cls_mine_studies: int = 0  # >0: classifier also learns from candidates mined through the served seg model
     cls_mine_real: int = 0  # ... and from this many real-background insertions (see candidates.py)
+    cls_mine_backgrounds: int = 0  # >0: hard negatives from the real training scans, this many insertion runs
+    cls_real_neg_weight: float = 1.0  # sampling weight of a real-scan negative (hardneg.py) against others
+    cls_from_patches: bool = True  # classifier also samples the stored seg patches (patches_train.npz)
+    cls_init: str = ""  # warm start: the classifier ONNX to fine-tune (e.g. assets/models/nodule_cls.onnx)
     study_size: str = "random"  # random (~300 mm FOV, 1-2.5 mm slices) | small (64x128x128 at 2 mm; quick runs)
     # networks
     arch: str = "resattunet"  # resattunet | swinunetr (ViT variant)

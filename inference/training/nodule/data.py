@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from inference.synth import lesions as synth_lesions
 from inference.synth.grid import Grid
 from inference.synth.nodules import load_library
 from inference.synth.study import generate_study
-from inference.training.nodule.config import SEEDS, TRAIN_PROFILES, NoduleConfig
+from inference.training.nodule.config import HELD_OUT_PROFILE, SEEDS, TRAIN_PROFILES, NoduleConfig
 from inference.volume import Volume
 
 SHARED = Path(os.environ.get("TRIAGE_SHARED_DATA", Path(__file__).resolve().parents[3].parent / "shared" / "data"))
@@ -191,20 +192,47 @@ def build_patch_set(cfg: NoduleConfig, split: str, out: Path, *, log=print) -> P
     return out
 
 
-def regrid_patch_set(src: Path, dst: Path, from_spacing: tuple[float, ...], cfg: NoduleConfig) -> Path:
-    """Resample a stored patch set to ``cfg.spacing_mm`` (image linear, label linear >= 0.5), centre-aligned."""
-    z = np.load(src)
-    to = tuple(cfg.spacing_mm)
-    n = z["image"].shape[1]
-    size = int(round((n - 1) * from_spacing[0] / to[0])) + 1
-    size -= size % 8
-    off = ((n - 1) - (size - 1) * to[0] / from_spacing[0]) / 2  # keep the patch centre
-    scale = np.asarray(to) / np.asarray(from_spacing)
-    imgs, labs = [], []
-    for im, lb in zip(z["image"], z["label"]):
-        kw = {"output_shape": (size,) * 3, "offset": off, "order": 1, "prefilter": False}
-        imgs.append(ndi.affine_transform(im.astype(np.float32), scale, **kw).astype(np.float16))
-        labs.append((ndi.affine_transform(lb.astype(np.float32), scale, **kw) >= 0.5).astype(np.uint8))
-    np.savez_compressed(dst, image=np.stack(imgs), label=np.stack(labs), source=z["source"],
-                        spacing=np.asarray(to, float), regridded_from=np.asarray(from_spacing, float))
-    return dst
+def gt_lesions(case: Case) -> list[dict]:
+    """Truth lesions with their mask (component of the label volume holding the lesion centre)."""
+    comps, _ = ndi.label(case.labels > 0)
+    out = []
+    for les in case.lesions:
+        c = np.round(np.asarray(les["center_voxel"])).astype(int).clip(0, np.array(case.labels.shape) - 1)
+        lab = comps[tuple(c)]
+        if lab == 0:  # centre outside its own mask (crescent shapes): nearest labelled voxel
+            idx = np.argwhere(comps > 0)
+            if len(idx) == 0:
+                continue
+            lab = comps[tuple(idx[np.argmin(((idx - c) ** 2).sum(1))])]
+        out.append({**les, "mask": comps == lab})
+    return out
+
+
+def lidc_cases(n: int, seed: int = 50000) -> list[Case]:
+    """``n`` LIDC stacks (cycling over the three) with 1-2 nodules inserted away from the real ones."""
+    from inference.dicom import read_volume
+    from inference.training.nodule.lidc import LIDC, nodules
+
+    base = []
+    for case_dir, xml in LIDC.items():
+        v = read_volume(SHARED / "lidc-idri-slices" / case_dir)
+        real = nodules(SHARED / "lidc-idri-slices" / "xml" / xml, v)
+        base.append((case_dir, v, [r["center_voxel"][::-1] * np.asarray(v.spacing_mm[::-1]) for r in real]))
+    out = []
+    for i in range(n):
+        name, v, excl = base[i % len(base)]
+        c = insert_nodules(v, np.random.default_rng(seed + i), n=1 + i % 2, exclude_mm=excl, diameter_range=(5, 20))
+        c.name = f"{name}+inserted-{i}"
+        out.append(c)
+    return out
+
+
+def eval_cases(split: str, n: int) -> Iterator[Case]:
+    """The first ``n`` cases of an evaluation split: ``val``, ``test``, ``unseen`` (synthetic) or
+    ``lidc-inserted`` (see ``lidc_cases``)."""
+    if split == "lidc-inserted":
+        yield from lidc_cases(n)
+        return
+    for i in range(n):
+        prof = HELD_OUT_PROFILE if split == "unseen" else TRAIN_PROFILES[i % len(TRAIN_PROFILES)]
+        yield synthetic_case(split, i, profile=prof, lesions="auto")

@@ -1,64 +1,25 @@
 """``triage evaluate nodule``: held-out evaluation THROUGH THE SERVING PATH (``inference.models.nodule``, ONNX
 Runtime), so the card's numbers are the numbers of the served models. numpy only (no torch).
 
-Splits (none used in training): ``val`` (seeds 20000+, calibration only), ``test`` (seeds 30000+, training
-profiles), ``unseen`` (seeds 40000+, the held-out scanner profile), ``lidc-inserted`` (nodules inserted into
-the real LIDC stacks, backgrounds never seen in training), ``lidc-real`` (the readers' nodules).
+Splits (none used in training): ``val`` (seeds 20000+, calibration only: ``calibration.py``), ``test``
+(seeds 30000+, training profiles), ``unseen`` (seeds 40000+, the held-out scanner profile), ``lidc-inserted``
+(nodules inserted into the real LIDC stacks), ``lidc-real`` (the readers' nodules).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from inference.engine import Engine
-from inference.models.nodule import CLS_MODEL, detect_nodules, seg_logit
+from inference.models.nodule import CLS_MODEL, detect_nodules
 from inference.models.nodule_prep import extract_patch, resample
 from inference.training.nodule import metrics as M
-from inference.training.nodule.config import HELD_OUT_PROFILE, SEEDS, TRAIN_PROFILES
-from inference.training.nodule.data import SHARED, Case, insert_nodules, synthetic_case
+from inference.training.nodule.data import SHARED, Case, gt_lesions
+from inference.training.nodule.lidc import LIDC
 
-LIDC = {"LIDC-IDRI-0001": "LIDC-IDRI-0001_69.xml", "LIDC-IDRI-0002": "LIDC-IDRI-0002_71.xml",
-        "LIDC-IDRI-0003": "LIDC-IDRI-0003_72.xml"}
 SIZE_BINS = ((0, 6), (6, 10), (10, 20), (20, 1e9))
-
-
-def gt_lesions(case: Case) -> list[dict]:
-    """Truth lesions with their mask (component of the label volume holding the lesion centre)."""
-    comps, _ = ndi.label(case.labels > 0)
-    out = []
-    for les in case.lesions:
-        c = np.round(np.asarray(les["center_voxel"])).astype(int).clip(0, np.array(case.labels.shape) - 1)
-        lab = comps[tuple(c)]
-        if lab == 0:  # centre outside its own mask (crescent shapes): nearest labelled voxel
-            idx = np.argwhere(comps > 0)
-            if len(idx) == 0:
-                continue
-            lab = comps[tuple(idx[np.argmin(((idx - c) ** 2).sum(1))])]
-        out.append({**les, "mask": comps == lab})
-    return out
-
-
-def match(cands: list, lesions: list[dict], spacing: tuple[float, ...]) -> list[int]:
-    """Index of the lesion each candidate hits (centre inside the dilated lesion mask or within its radius
-    of the lesion centre, at least 4 mm), else -1."""
-    hits = []
-    sp = np.asarray(spacing)
-    for c in cands:
-        v = np.asarray(c.center_voxel)
-        best, bd = -1, 1e9
-        for i, les in enumerate(lesions):
-            d = float(np.linalg.norm((v - np.asarray(les["center_voxel"])) * sp))
-            r = max(4.0, float(les.get("long_axis_mm") or les.get("diameter_mm") or 8.0) / 2)
-            inside = les["mask"][tuple(np.clip(v, 0, np.array(les["mask"].shape) - 1))]
-            if (inside or d <= r) and d < bd:
-                best, bd = i, d
-        hits.append(best)
-    return hits
 
 
 def evaluate_cases(cases, engine: Engine, seg: str, *, log=print) -> dict:
@@ -72,7 +33,7 @@ def evaluate_cases(cases, engine: Engine, seg: str, *, log=print) -> dict:
         times.append(time.perf_counter() - t0)
         n_scans += 1
         lesions = gt_lesions(case)
-        hits = match(r.candidates, lesions, case.volume.spacing_mm)
+        hits = M.match(r.candidates, lesions, case.volume.spacing_mm)
         base = len(les_rec)
         for c, h in zip(r.candidates, hits):
             cand.append({"p": c.probability, "raw": c.score_raw, "seg": c.seg_max,
@@ -153,25 +114,6 @@ def _size_bin(x: dict) -> str:
     return "?"
 
 
-def lidc_cases(n: int, seed: int = 50000) -> list[Case]:
-    """``n`` LIDC stacks (cycling over the three) with 1-2 nodules inserted away from the real ones."""
-    from inference.dicom import read_volume
-    from inference.training.nodule.lidc import nodules
-
-    base = []
-    for case_dir, xml in LIDC.items():
-        v = read_volume(SHARED / "lidc-idri-slices" / case_dir)
-        real = nodules(SHARED / "lidc-idri-slices" / "xml" / xml, v)
-        base.append((case_dir, v, [r["center_voxel"][::-1] * np.asarray(v.spacing_mm[::-1]) for r in real]))
-    out = []
-    for i in range(n):
-        name, v, excl = base[i % len(base)]
-        c = insert_nodules(v, np.random.default_rng(seed + i), n=1 + i % 2, exclude_mm=excl, diameter_range=(5, 20))
-        c.name = f"{name}+inserted-{i}"
-        out.append(c)
-    return out
-
-
 def lidc_real(engine: Engine, seg: str) -> dict:
     """The readers' nodules in the real LIDC stacks: found or not, probability, IoU with the 50% consensus."""
     from inference.dicom import read_volume
@@ -184,7 +126,7 @@ def lidc_real(engine: Engine, seg: str) -> dict:
         for j, nod in enumerate(nodules(SHARED / "lidc-idri-slices" / "xml" / xml, v)):
             les = {"center_voxel": nod["center_voxel"], "mask": nod["consensus"],
                    "long_axis_mm": float(np.ptp(np.argwhere(nod["consensus"])[:, 2]) * v.spacing_mm[2])}
-            hits = match(r.candidates, [les], v.spacing_mm)
+            hits = M.match(r.candidates, [les], v.spacing_mm)
             mine = [c for c, h in zip(r.candidates, hits) if h == 0]
             best = max(mine, key=lambda c: c.probability, default=None)
             out[f"{case_dir}/nodule{j + 1}"] = {
@@ -195,155 +137,3 @@ def lidc_real(engine: Engine, seg: str) -> dict:
                 "other_candidates": len(r.candidates) - len(mine),
             }
     return out
-
-
-def _cases(split: str, n: int):
-    if split == "lidc-inserted":
-        yield from lidc_cases(n)
-        return
-    for i in range(n):
-        prof = HELD_OUT_PROFILE if split == "unseen" else TRAIN_PROFILES[i % len(TRAIN_PROFILES)]
-        yield synthetic_case(split, i, profile=prof, lesions="auto")
-
-
-def calibrate(engine: Engine, seg: str, n: int, card_path: Path, *, write: bool = True) -> dict:
-    """Fit Platt scaling of the classifier logit on the validation split's candidates (serving path)."""
-    card = json.loads(card_path.read_text())
-    old = card.get("calibration", {})
-    card["calibration"] = {"method": "none", "params": {}}
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
-    engine.cards[CLS_MODEL] = type(engine.cards[CLS_MODEL]).load(card_path)
-    engine._models.pop(CLS_MODEL, None)
-    raw = evaluate_cases(_cases("val", n), engine, seg)
-    z = np.array([np.log(x["raw"] / max(1 - x["raw"], 1e-12)) for x in raw["cand"]])
-    zs = seg_logit(np.array([x["seg"] for x in raw["cand"]]))
-    y = np.array([x["hit"] >= 0 for x in raw["cand"]], float)
-    a, b = M.fit_platt(z, y)
-    w, b2 = M.fit_logistic(np.stack([z, zs], 1), y)
-    p_platt = 1 / (1 + np.exp(-(a * z + b)))
-    p_cal = 1 / (1 + np.exp(-(w[0] * z + w[1] * zs + b2)))
-    cal = {"method": "logistic", "params": {"w_cls": float(w[0]), "w_seg": float(w[1]), "b": b2},
-           "ece_before": M.ece(1 / (1 + np.exp(-z)), y), "ece_after": M.ece(p_cal, y),
-           "platt_only": {"a": a, "b": b, "ece": M.ece(p_platt, y), "auc": M.auc(p_platt, y)},
-           "auc_validation": M.auc(p_cal, y),
-           "data": f"validation split: {n} synthetic studies (seeds {SEEDS['val']}+), {len(y)} candidates "
-                   f"({int(y.sum())} true) from the served seg model {seg}; logistic regression on the classifier "
-                   "logit and the logit of the candidate's peak segmentation probability; ECE with 10 "
-                   "equal-width bins, in-sample (the test-split ECE is in metrics)"}
-    # operating point: report candidates down to the calibrated probability that gives 1 FP per scan on val
-    thr, kept = M.threshold_at_fp(p_cal, y > 0, raw["n_scans"])
-    report = round(thr, 4) if thr is not None else 0.5
-    share = float(y[np.argsort(-p_cal)][:kept].sum() / max(y.sum(), 1)) if kept else None
-    cal["report_threshold"] = {"value": report, "rule": "calibrated probability at 1 false positive per scan on "
-                               "the validation split", "true_candidate_share_validation": share}
-    if write:
-        card["calibration"] = cal
-        card.setdefault("thresholds", {})["report"] = report
-    else:
-        card["calibration"] = old
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
-    return cal
-
-
-def run(args) -> dict:
-    """The whole ``triage evaluate nodule`` (see the CLI for the arguments)."""
-    from inference.training.nodule.api import command_line
-    from inference.training.nodule.export import update_card
-
-    model_dir = Path(args.model_dir)
-    engine = Engine(model_dir, ["CPUExecutionProvider"], threads=args.threads)
-    cmd = command_line()
-    res: dict = {}
-    if args.merge:
-        cmds = []
-        for f in args.merge:
-            d = json.loads(Path(f).read_text())
-            cmds.append(d.pop("_command"))
-            res.update(d)
-        cmd = " && ".join(cmds) + " && " + cmd
-        args.splits = ""
-    if args.calibrate:
-        n_val = 2 if args.quick else args.n_val
-        card = model_dir / f"{CLS_MODEL}.json"
-        res["calibration"] = calibrate(engine, args.seg, n_val, card, write=not args.no_write)
-        engine = Engine(model_dir, ["CPUExecutionProvider"], threads=args.threads)
-    sizes = {"val": args.n_val, "test": args.n_test, "unseen": args.n_unseen, "lidc-inserted": args.n_inserted}
-    for split in [s for s in args.splits.split(",") if s]:
-        t0 = time.time()
-        if split == "lidc-real":
-            res[split] = lidc_real(engine, args.seg)
-        else:
-            n = 2 if args.quick else sizes[split]
-            res[split] = summarise(evaluate_cases(_cases(split, n), engine, args.seg))
-        res[split]["seconds"] = round(time.time() - t0, 1)
-    if getattr(args, "variants", 0):
-        from inference.training.nodule.variants import compare
-
-        res["variants"] = compare(model_dir, 2 if args.quick else args.variants, args.threads)
-    if "test" in res and "unseen" in res:
-        res["unseen_profile_drop"] = {
-            "sensitivity_at_1fp_points": round(100 * (res["test"]["sensitivity_at_1fp"]
-                                                      - res["unseen"]["sensitivity_at_1fp"]), 1),
-            "cpm_points": round(100 * (res["test"]["cpm"] - res["unseen"]["cpm"]), 1)}
-    if args.save:
-        Path(args.save).write_text(json.dumps({**res, "_command": cmd}, indent=2, default=float))
-    meta = {"command": cmd, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "path": "inference.models.nodule "
-            "(ONNX Runtime, CPUExecutionProvider)", "synthetic": "test/unseen/val are SYNTHETIC studies; "
-            "lidc-inserted are real LIDC backgrounds with synthetic inserted nodules; no clinical performance "
-            "is claimed", "held_out_profile": HELD_OUT_PROFILE}
-    if not args.no_write:
-        for name in (args.seg, CLS_MODEL):
-            p = model_dir / f"{name}.json"
-            if p.exists():
-                d = json.loads(p.read_text()).get("metrics", {})
-                d[f"evaluation_{args.seg}"] = {**meta, **{k: v for k, v in res.items() if k != "calibration"}}
-                update_card(p, metrics=d)
-        if "variants" in res and args.seg == "nodule_seg":
-            compression, default = compression_section(model_dir, res["variants"], cmd)
-            update_card(model_dir / "nodule_seg.json", compression=compression, default_choice=default)
-            student = model_dir / "nodule_seg_student.json"
-            if student.exists() and "student" in compression:
-                update_card(student, compression={
-                    "teacher": "nodule_seg", "parameter_ratio": compression["student"].get("parameter_ratio"),
-                    "loss": "Dice + focal against the labels + BCE against the teacher's probabilities (distillation)",
-                    "student": compression["student"], "fp32_teacher": compression.get("fp32"),
-                    "command": compression["command"], "data": compression["data"]})
-            vit = model_dir / "nodule_seg_vit.json"
-            if vit.exists() and "comparison" in json.loads(vit.read_text()) and "fp32" in compression:
-                comp = json.loads(vit.read_text())["comparison"]
-                update_card(vit, comparison={**comp, "resattunet_teacher": compression["fp32"]})
-    return res
-
-
-def compression_section(model_dir: Path, variants: dict, command: str) -> tuple[dict, dict]:
-    """The card's ``compression`` block (accuracy and seconds per scan of each variant on the same test
-    studies) and the default choice made from those numbers: the fastest variant that keeps the fp32
-    teacher's sensitivity at 1 FP/scan and CPM (within 0.02) wins; otherwise the teacher stays."""
-    params = {n: json.loads((model_dir / f"{n}.json").read_text()).get("parameters")
-              for n in ("nodule_seg", "nodule_seg_student") if (model_dir / f"{n}.json").exists()}
-    files = {"fp32": "nodule_seg.onnx", "student": "nodule_seg_student.onnx", "int8_qdq": "nodule_seg_int8.onnx",
-             "fp16": "nodule_seg_fp16.onnx"}
-    block: dict = {"command": command, "data": "the first test-split studies (SYNTHETIC, seeds 30000+), the same "
-                   "studies for every variant; seconds per scan = the whole serving path on this CPU (1 thread)"}
-    for k, v in variants.items():
-        block[k] = {**v, "file": files.get(k, "")}
-    if params.get("nodule_seg_student") and params.get("nodule_seg"):
-        block["student"]["parameter_ratio"] = round(params["nodule_seg_student"] / params["nodule_seg"], 3)
-    block["fp16"] = {**block.get("fp16", {}), "how": "onnxruntime.transformers.float16.convert_float_to_float16("
-                     "keep_io_types=True), BatchNormalization kept in fp32; meant for GPUs (on this CPU ORT runs "
-                     "fp16 convolutions without a speed-up)"}
-    block["int8_qdq"] = {**block.get("int8_qdq", {}), "how": "onnxruntime.quantization.quantize_static, QDQ, "
-                         "per-channel int8, calibrated on 3 inputs; not committed"}
-    ref = variants.get("fp32", {})
-    keeps = [k for k, v in variants.items() if k != "fp32" and "error" not in v
-             and (v.get("sensitivity_at_1fp") or 0) >= (ref.get("sensitivity_at_1fp") or 0) - 0.02
-             and (v.get("cpm") or 0) >= (ref.get("cpm") or 0) - 0.02
-             and (v.get("seconds_per_scan") or 1e9) < (ref.get("seconds_per_scan") or 0)]
-    best = min(keeps, key=lambda k: variants[k]["seconds_per_scan"], default="fp32")
-    summary = "; ".join(f"{k}: sens@1FP {v.get('sensitivity_at_1fp', 0):.2f}, CPM {v.get('cpm', 0):.2f}, "
-                        f"{v.get('seconds_per_scan', float('nan')):.2f} s/scan" for k, v in variants.items()
-                        if "error" not in v)
-    default = {"default": files.get(best, best) if best != "fp32" else "nodule_seg (fp32 teacher)",
-               "rule": "fastest variant keeping the fp32 sensitivity at 1 FP/scan and CPM within 0.02",
-               "why": summary}
-    return block, default

@@ -148,7 +148,7 @@ def cls_card(onnx_path: Path, net: torch.nn.Module, cfg: NoduleConfig, training:
                  {"name": "cam", "shape": pp, "description": "class activation map; its mean equals the logit"}],
         preprocessing={"spacing_mm": list(cfg.spacing_mm), "hu_window": list(cfg.hu_window),
                        "patch_size": list(cfg.cls_patch), "overlap": 0.0, "multiple_of": 4, "crop": "none"},
-        thresholds={"report": 0.5}, training=training, metrics=metrics,
+        thresholds={"report": 0.5, "suspected": 0.5}, training=training, metrics=metrics,
         explanation={"output": "cam", "method": "CAM of the global-average-pooled linear head (= Grad-CAM here)"},
     )
 

@@ -16,6 +16,8 @@ from skimage.draw import polygon
 from inference.volume import Volume
 
 NS = "{http://www.nih.gov}"
+LIDC = {"LIDC-IDRI-0001": "LIDC-IDRI-0001_69.xml", "LIDC-IDRI-0002": "LIDC-IDRI-0002_71.xml",
+        "LIDC-IDRI-0003": "LIDC-IDRI-0003_72.xml"}  # the slabs of ../shared/data/lidc-idri-slices and their XML
 
 
 def reader_masks(xml_path: Path, volume: Volume) -> list[np.ndarray]:

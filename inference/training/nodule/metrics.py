@@ -134,3 +134,21 @@ def pointing_hit(heatmap: np.ndarray, lesion: np.ndarray, tolerance_vox: int = 1
     if tolerance_vox:
         m = ndi.binary_dilation(m, iterations=tolerance_vox)
     return bool(m[peak])
+
+
+def match(cands: list, lesions: list[dict], spacing: tuple[float, ...]) -> list[int]:
+    """Index of the lesion each candidate hits (centre inside the dilated lesion mask or within its radius
+    of the lesion centre, at least 4 mm), else -1."""
+    hits = []
+    sp = np.asarray(spacing)
+    for c in cands:
+        v = np.asarray(c.center_voxel)
+        best, bd = -1, 1e9
+        for i, les in enumerate(lesions):
+            d = float(np.linalg.norm((v - np.asarray(les["center_voxel"])) * sp))
+            r = max(4.0, float(les.get("long_axis_mm") or les.get("diameter_mm") or 8.0) / 2)
+            inside = les["mask"][tuple(np.clip(v, 0, np.array(les["mask"].shape) - 1))]
+            if (inside or d <= r) and d < bd:
+                best, bd = i, d
+        hits.append(best)
+    return hits

@@ -136,3 +136,28 @@ def build_seg(cfg: NoduleConfig, kind: str = "teacher") -> nn.Module:
 
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def load_onnx_weights(net: nn.Module, onnx_path: str) -> nn.Module:
+    """Fill ``net`` (a ``CandidateClassifier``) with the weights of its exported ONNX file (warm start of a
+    fine-tune from a committed model whose checkpoint is not kept). Named initializers map to the state dict
+    (``net.`` prefix of the export wrapper); the exporter's anonymous PReLU slopes follow in module order."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(onnx_path)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    prelu = [inits[k] for k in sorted((k for k in inits if k.startswith("onnx::PRelu_")),
+                                      key=lambda k: int(k.rsplit("_", 1)[1]))]
+    sd = net.state_dict()
+    slopes = [k for k in sd if k.endswith("adn.A.weight")]
+    if len(slopes) != len(prelu):
+        raise ValueError(f"{onnx_path}: {len(prelu)} PReLU slopes for {len(slopes)} in the network")
+    new = {}
+    for k, v in sd.items():
+        src = dict(zip(slopes, prelu)).get(k) if k in slopes else inits.get(f"net.{k}")
+        if src is None or src.size != v.numel():
+            raise ValueError(f"{onnx_path}: no initializer for {k} {tuple(v.shape)}")
+        new[k] = torch.as_tensor(src.reshape(tuple(v.shape)).copy())
+    net.load_state_dict(new)
+    return net

@@ -8,6 +8,7 @@ fp32 on CPU (bf16 autocast is 25x slower on this machine); ``torch.autocast("cud
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -20,7 +21,7 @@ from scipy import ndimage as ndi
 
 from inference.models.nodule_prep import extract_patch
 from inference.training.nodule.config import NoduleConfig
-from inference.training.nodule.networks import CandidateClassifier, build_seg, n_params
+from inference.training.nodule.networks import CandidateClassifier, build_seg, load_onnx_weights, n_params
 from inference.training.nodule.transforms import apply, cls_augment, seg_augment
 
 
@@ -189,34 +190,46 @@ def _hard_negatives(seg: torch.nn.Module, data: dict, batch: int = 16, per_patch
     return out
 
 
-def train_cls(cfg: NoduleConfig, data: dict, out: Path, *, seg: torch.nn.Module | None = None,
+def train_cls(cfg: NoduleConfig, data: dict | None, out: Path, *, seg: torch.nn.Module | None = None,
               max_minutes: float = 1e9, log_path: Path | None = None, mined: dict | None = None) -> dict:
     """Train the candidate classifier (BCE, class-balanced batches); writes checkpoint ``out``.
 
     ``mined``: candidate patches mined through the serving path (``candidates.build_candidate_set``), added to
-    the samples drawn from the segmentation patches.
+    the samples drawn from the segmentation patches (``data``; None: mined candidates only). Negatives mined
+    from real scans (source 2) are drawn ``cfg.cls_real_neg_weight`` times as often as the others. With
+    ``cfg.cls_init`` the network starts from that exported classifier (fine-tune).
     """
     torch.manual_seed(cfg.seed + 1)
     rng = np.random.default_rng(cfg.seed + 1)
     if seg is not None:
         seg = seg.eval()
-    xs, ys, _ = cls_samples(cfg, data, seg, rng)
+    size = tuple(cfg.cls_patch)
+    xs, ys = np.zeros((0, *size), np.float32), np.zeros(0, np.float32)
+    if data is not None:
+        xs, ys, _ = cls_samples(cfg, data, seg, rng)
+    src = np.zeros(len(ys), np.uint8)
     n_mined = 0
     if mined is not None and len(mined["label"]):
         xs = np.concatenate([xs, mined["image"].astype(np.float32)])
         ys = np.concatenate([ys, mined["label"].astype(np.float32)])
+        src = np.concatenate([src, mined["source"].astype(np.uint8)])
         n_mined = len(mined["label"])
     dev = device()
-    net = CandidateClassifier(tuple(cfg.cls_channels)).to(dev)
+    net = CandidateClassifier(tuple(cfg.cls_channels))
+    if cfg.cls_init:
+        load_onnx_weights(net, str(init_onnx(cfg.cls_init, out.parent)))
+    net = net.to(dev)
     aug = cls_augment(cfg, cfg.seed)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.cls_iters, 2), pct_start=0.1)
     pos, neg = np.flatnonzero(ys == 1), np.flatnonzero(ys == 0)
+    w_neg = np.where(src[neg] == 2, float(cfg.cls_real_neg_weight), 1.0)
+    w_neg /= w_neg.sum()
     bs = max(4, 2 * cfg.batch)
     log = Logger(log_path or out.with_suffix(".jsonl"), "cls", cfg.cls_iters)
     losses, t0, it = [], time.time(), 0
     for it in range(1, cfg.cls_iters + 1):
-        idx = np.concatenate([rng.choice(pos, bs // 2), rng.choice(neg, bs - bs // 2)])
+        idx = np.concatenate([rng.choice(pos, bs // 2), rng.choice(neg, bs - bs // 2, p=w_neg)])
         x = torch.stack([torch.as_tensor(np.asarray(apply(aug, {"image": xs[i][None]})["image"]), dtype=torch.float32)
                          for i in idx]).to(dev)
         y = torch.as_tensor(ys[idx])[:, None].to(dev)
@@ -233,11 +246,29 @@ def train_cls(cfg: NoduleConfig, data: dict, out: Path, *, seg: torch.nn.Module 
         if time.time() - t0 > max_minutes * 60:
             break
     summary = {"kind": "cls", "iterations": it, "seconds": round(time.time() - t0, 1), "parameters": n_params(net),
-               "samples": {"positive": int(len(pos)), "negative": int(len(neg)), "mined_candidates": n_mined},
+               "samples": {"positive": int(len(pos)), "negative": int(len(neg)), "mined_candidates": n_mined,
+                           "real_scan_negatives": int((src[neg] == 2).sum()),
+                           "real_scan_positives": int((src[pos] == 2).sum()),
+                           "real_neg_weight": float(cfg.cls_real_neg_weight)},
+               "init": cfg.cls_init or None,
                "loss_first10": float(np.mean(losses[:10])), "loss_last10": float(np.mean(losses[-10:])),
                "device": str(dev), "threads": torch.get_num_threads()}
     torch.save({"state_dict": net.state_dict(), "config": cfg.to_dict(), "kind": "cls", "summary": summary}, out)
     return summary
+
+
+def init_onnx(spec: str, work: Path) -> Path:
+    """The ONNX file of a warm start: a path, or ``COMMIT:PATH`` (a committed model, read with ``git show`` into
+    ``work``, so that the run can be repeated after the model file has been replaced)."""
+    if Path(spec).exists():
+        return Path(spec)
+    commit, _, path = spec.partition(":")
+    dst = work / f"init_{commit}_{Path(path).name}"
+    if not dst.exists():
+        blob = subprocess.run(["git", "show", f"{commit}:{path}"], capture_output=True, check=True).stdout
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(blob)
+    return dst
 
 
 def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:

@@ -13,7 +13,8 @@ from pathlib import Path
 from inference.engine import Engine
 from inference.model_card import sha256_file
 from inference.models.nodule import CLS_MODEL, SEG_MODEL
-from inference.training.nodule.evaluate import _cases, evaluate_cases, summarise
+from inference.training.nodule.data import eval_cases
+from inference.training.nodule.evaluate import evaluate_cases, summarise
 
 VARIANT_FILES = {
     "fp32": "nodule_seg.onnx",
@@ -46,7 +47,7 @@ def compare(model_dir: Path, n: int, threads: int = 2, log=print) -> dict:
         with tempfile.TemporaryDirectory() as t:
             try:
                 eng = Engine(_model_dir(model_dir, fname, Path(t)), ["CPUExecutionProvider"], threads=threads)
-                s = summarise(evaluate_cases(_cases("test", n), eng, SEG_MODEL, log=log))
+                s = summarise(evaluate_cases(eval_cases("test", n), eng, SEG_MODEL, log=log))
             except Exception as exc:  # e.g. an op without a CPU kernel in fp16
                 out[key] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
                 continue

@@ -47,10 +47,6 @@ class Sample:
     clot: np.ndarray  # bool (S, H, W)
     meta: dict[str, Any]
 
-    @property
-    def slice_labels(self) -> np.ndarray:
-        return (self.clot.reshape(len(self.clot), -1).sum(1) >= MIN_CLOT_VOXELS).astype(np.float32)
-
 
 def to_grid(arr: np.ndarray, grid: ModelGrid, order: int = 0, cval: float = 0.0) -> np.ndarray:
     """Resample an original-grid array onto the model grid (nearest for masks)."""

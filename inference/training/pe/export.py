@@ -105,7 +105,7 @@ def build_card(name: str, onnx_path: Path, model: PECnnLstm, ck: dict[str, Any],
                  {"name": "slice_logits", "shape": ["B", "S"], "description": "per-slice PE logits"},
                  {"name": "cam", "shape": ["B", "S", h, "W/4"], "description": "class activation map per slice"}],
         preprocessing=pre,
-        thresholds={"critical": round(thr, 4)},
+        thresholds={"critical": round(thr, 4), "report": 0.3},  # report: a PE finding is listed from here
         calibration={"method": "platt", "params": {"a": a, "b": b},
                      "ece_before": round(metrics.ece(y, p_raw), 4), "ece_after": round(metrics.ece(y, p_cal), 4),
                      "data": f"validation split: {len(y)} synthetic CTPA (seeds {data.SPLITS['val']['seed0']}+, "

@@ -172,20 +172,22 @@ def test_database_prior_is_compared_and_shown_on_the_worklist(pair, tmp_path, se
         findings = truth_findings(pair, side, jitter_mm=1.0, seed=3)
         for f in findings:
             f.probability = 0.95 if f.diameter_mm < 9.5 else 0.6  # the growing 9 mm nodule is not the most probable
-        result = CaseResult(vol.study_uid, vol.series_uid, {"nodule": 0.6, "embolism": None, "priority": 0.3},
-                            findings=findings)
+        result = CaseResult(study_uid=vol.study_uid, series_uid=vol.series_uid,
+                            scores={"nodule": 0.6, "embolism": None, "priority": 0.3}, findings=findings)
         folders[side] = save_case(settings.data_dir, result, vol)
         with session_scope(engine) as s:
             queries.upsert_study(session=s, study_uid=vol.study_uid,
                                  header={"PatientID": "FOLLOW1", "StudyDate": day.strftime("%Y%m%d")})
             if side == "prior":
-                queries.store_case_result(session=s, result=result.to_dict(), pe_threshold=0.5)
+                queries.store_analysis(session=s, result=result)
     uid = f"2.25.77{1}"
-    doc = compare_with_db_prior(engine, settings, uid, folders["current"])
-    assert doc is not None and doc["comparison"]["prior_study_uid"] == "2.25.770"
+    current = compare_with_db_prior(engine, settings, uid, folders["current"])  # the typed result, annotated
+    assert current is not None and current.comparison is not None
+    doc = current.to_dict()
+    assert doc["comparison"]["prior_study_uid"] == "2.25.770"
     assert doc["scores"]["priority"] > 0.3
     with session_scope(engine) as s:
-        queries.store_case_result(session=s, result=doc, pe_threshold=0.5)
+        queries.store_analysis(session=s, result=current)
         run = s.exec(AnalysisRun.__table__.select().order_by(AnalysisRun.id.desc())).first()
         assert run.prior_study_uid == "2.25.770" and run.comparison["summary"]["growing"] == 2
         changes = sorted(r.change for r in s.exec(Finding.__table__.select().where(Finding.run_id == run.id)))

@@ -62,17 +62,21 @@ def test_truncated_and_non_dicom_files_go_to_quarantine_with_reason(tmp_path, se
     assert paths[0].exists()  # the source is never deleted
 
 
-def test_conflicting_duplicate_is_kept_in_quarantine(tmp_path, settings):
-    """Test that a different file reusing a stored SOP Instance UID is quarantined, not dropped or overwritten."""
+def test_changed_instance_replaces_the_inbox_copy_and_the_old_bytes_stay_in_quarantine(tmp_path, settings):
+    """Test that a different file reusing a stored SOP Instance UID (a corrected re-send) replaces the inbox
+    copy, and the previous bytes are kept in quarantine as superseded (nothing is deleted)."""
     vol, paths = write_study(tmp_path / "a")
     ingest_paths([paths[0]], settings=settings)
     altered = vol.with_array(vol.hu + 1)
     _, paths_b = write_study(tmp_path / "b", altered)
     report = ingest_paths([paths_b[0]], settings=settings)
-    assert report.outcomes[0].status == "quarantined"
+    assert report.outcomes[0].status == "replaced"
     assert "same SOP Instance UID" in report.outcomes[0].reason
     stored = _files(settings.inbox_dir)
-    assert [p.read_bytes() for p in stored] == [paths[0].read_bytes()]
+    assert [p.read_bytes() for p in stored] == [paths_b[0].read_bytes()]
+    kept = [p for p in _files(settings.quarantine_dir) if not p.name.endswith(".reason.json")]
+    assert [p.read_bytes() for p in kept] == [paths[0].read_bytes()]
+    assert "superseded" in json.loads(next(settings.quarantine_dir.glob("*.reason.json")).read_text())["reason"]
 
 
 def test_unsafe_uid_cannot_escape_the_inbox(tmp_path, settings):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import zipfile
 
@@ -13,6 +12,7 @@ from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from inference.dicom import inspect_paths, read_volume, scan
 from inference.dicom.ct_writer import derived_uid
+from tests.dcmtk import require_dcmtk
 from tests.factories import make_volume, write_study
 
 
@@ -84,9 +84,7 @@ def test_compressed_transfer_syntax_round_trip(tmp_path, settings, syntax):
 
 def test_jpeg_lossless_from_dcmtk_decodes(tmp_path, settings):
     """Test that a series JPEG-lossless-compressed by a real peer (dcmtk dcmcjpeg) decodes exactly."""
-    exe = shutil.which("dcmcjpeg")
-    if exe is None:
-        pytest.skip("dcmtk's dcmcjpeg is not installed (apt-get install dcmtk)")
+    exe = require_dcmtk("dcmcjpeg")
     vol, paths = write_study(tmp_path / "raw")
     out = tmp_path / "jpeg"
     out.mkdir()

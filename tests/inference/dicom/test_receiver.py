@@ -12,6 +12,7 @@ from pydicom.uid import JPEGLSLossless
 
 from inference.config import Settings
 from inference.dicom.receiver import Receiver
+from tests.dcmtk import require_dcmtk
 from tests.factories import make_volume, write_study
 
 
@@ -22,10 +23,7 @@ def _free_port() -> int:
 
 
 def _dcmtk(name: str) -> str:
-    exe = shutil.which(name)
-    if exe is None:
-        pytest.skip(f"dcmtk's {name} is not installed (apt-get install dcmtk)")
-    return exe
+    return require_dcmtk(name)
 
 
 @pytest.fixture
@@ -105,6 +103,8 @@ def test_storescu_study_lands_in_inbox_once_and_completes_after_quiet_period(rec
     assert out.returncode == 0
     assert receiver.stats["duplicate"] == len(paths)
     assert len(list(receiver.settings.inbox_dir.rglob("*.dcm"))) == len(paths)
+    time.sleep(3 * receiver.settings.study_quiet_period_s)
+    assert receiver.completed == [vol.study_uid]  # nothing new arrived: not queued again
 
 
 def test_storescu_compressed_transfer_syntax(receiver, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -10,11 +9,11 @@ import time
 import highdicom as hd
 import numpy as np
 import pydicom
-import pytest
 
 from inference.dicom import read_volume
 from inference.dicom.writer import send_to_pacs, write_outputs
 from inference.results import CaseResult, Finding
+from tests.dcmtk import require_dcmtk
 from tests.factories import write_study
 
 
@@ -88,7 +87,9 @@ def test_no_nodule_means_no_seg_but_an_sr(tmp_path, settings):
     """Test that a study without nodule findings gets an SR and no SEG."""
     write_study(tmp_path / "s")
     vol = read_volume(tmp_path / "s")
-    result = CaseResult(vol.study_uid, vol.series_uid, {"nodule": 0.02, "embolism": 0.01, "priority": 0.03})
+    result = CaseResult(
+        study_uid=vol.study_uid, series_uid=vol.series_uid, scores={"nodule": 0.02, "embolism": 0.01, "priority": 0.03}
+    )
     (tmp_path / "out").mkdir()
     out = write_outputs(tmp_path / "out", tmp_path / "s", vol, result, np.zeros(vol.shape, np.uint8))
     assert out["seg"] is None
@@ -102,9 +103,7 @@ def test_no_nodule_means_no_seg_but_an_sr(tmp_path, settings):
 
 def test_send_outputs_to_a_real_pacs_storescp(tmp_path, settings):
     """Test that SEG and SR are C-STOREd to dcmtk's storescp and arrive intact."""
-    exe = shutil.which("storescp")
-    if exe is None:
-        pytest.skip("dcmtk's storescp is not installed (apt-get install dcmtk)")
+    exe = require_dcmtk("storescp")
     written, _ = write_study(tmp_path / "s")
     vol = read_volume(tmp_path / "s")
     result, mask = _case(vol, written.meta["sphere_kji"])

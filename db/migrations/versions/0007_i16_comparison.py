@@ -1,7 +1,7 @@
 """Comparison with a prior (#16): the run's prior study and comparison block, each finding's change.
 
-Revision ID: 0004_i16_comparison
-Revises: 0003_study_arm_draw
+Revision ID: 0007_i16_comparison
+Revises: 0006_i17_lease
 Create Date: 2026-11-29
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_i16_comparison"
-down_revision = "0003_study_arm_draw"
+revision = "0007_i16_comparison"
+down_revision = "0006_i17_lease"
 branch_labels = None
 depends_on = None
 
