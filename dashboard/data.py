@@ -120,7 +120,8 @@ def status_counts(url: str) -> dict[str, int]:
 
 
 def top_findings(s: Session, study_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The most probable AI finding of each study's latest analysis run (``db.reads.top_findings``)."""
+    """The top AI finding of each study's latest analysis run, a growing or new nodule first
+    (``db.reads.top_findings``)."""
     return reads.top_findings(session=s, study_ids=study_ids)
 
 

@@ -243,6 +243,9 @@ def _run_row(
         "quality": [r.model_dump(mode="json") for r in reasons] or None,
         "timings_ms": result.model_dump(mode="json")["timings_ms"] if result else {},
         "error": error,
+        # comparison with a prior (#16): the block of ``CaseResult.comparison`` and the prior it names
+        "prior_study_uid": _prior_uid(result),
+        "comparison": result.comparison if result else None,
     }
 
 
@@ -269,6 +272,33 @@ def finding_row(finding: FindingResult, *, study_id: int, run_id: int) -> dict[s
         "location": finding.location,
         "mask_path": finding.mask_path,
         "heatmap_path": finding.heatmap_path,
+        **_change_values(finding),
+    }
+
+
+def _prior_uid(result: CaseResult | None) -> str | None:
+    """The prior study a result was compared with (``comparison.prior_study_uid``), or None."""
+    if result is None or not result.comparison:
+        return None
+    uid = result.comparison.get("prior_study_uid")
+    return str(uid)[:64] if uid else None
+
+
+def _change_values(finding: FindingResult) -> dict[str, Any]:
+    """The comparison-with-prior columns of a finding (from ``Finding.extra``, written by
+    ``inference.compare.annotate_findings``; all None without a prior)."""
+    extra = finding.extra
+
+    def num(key: str) -> float | None:
+        value = extra.get(key)
+        return None if value is None else float(value)
+
+    change = extra.get("change")
+    return {
+        "change": str(change)[:16] if change else None,
+        "prior_diameter_mm": num("prior_diameter_mm"),
+        "volume_change_pct": num("volume_change_pct"),
+        "vdt_days": num("vdt_days"),
     }
 
 

@@ -211,6 +211,9 @@ class AnalysisRun(SQLModel, table=True):
     quality: list[Any] | None = Field(default=None, sa_type=JSON, nullable=True)
     timings_ms: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
     error: str | None = Field(default=None, sa_type=sa.Text)
+    #: The earlier study of the same patient this run was compared with, and the comparison block (#16).
+    prior_study_uid: str | None = _str(64)
+    comparison: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True)
 
 
 class Finding(SQLModel, table=True):
@@ -238,6 +241,11 @@ class Finding(SQLModel, table=True):
     location: str | None = _str(64)
     mask_path: str | None = Field(default=None, sa_type=sa.Text)
     heatmap_path: str | None = Field(default=None, sa_type=sa.Text)
+    #: Comparison with the prior (#16): new | growing | stable | shrinking (None: no prior compared).
+    change: str | None = _str(16)
+    prior_diameter_mm: float | None = None
+    volume_change_pct: float | None = None
+    vdt_days: float | None = None
 
 
 class ReadingSession(SQLModel, table=True):

@@ -25,7 +25,8 @@ _S = table_of(Study)
 
 
 def top_findings(*, session: Session, study_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The most probable AI finding of each study's latest analysis run (kind, probability, size, location)."""
+    """The top AI finding of each study's latest analysis run (kind, probability, size, location, change):
+    a growing or new nodule (comparison with a prior, #16) first, else the most probable finding."""
     if not study_ids:
         return {}
     latest = (
@@ -34,10 +35,11 @@ def top_findings(*, session: Session, study_ids: Sequence[int]) -> dict[int, dic
         .group_by(_RUN.c.study_id)
         .subquery()
     )
+    changed = sa.case((_F.c.change.in_(("growing", "new")), 0), else_=1)
     query = (
-        sa.select(_F.c.study_id, _F.c.kind, _F.c.probability, _F.c.diameter_mm, _F.c.location)
+        sa.select(_F.c.study_id, _F.c.kind, _F.c.probability, _F.c.diameter_mm, _F.c.location, _F.c.change)
         .join(latest, sa.and_(_F.c.study_id == latest.c.study_id, _F.c.run_id == latest.c.run_id))
-        .order_by(_F.c.study_id, _F.c.probability.desc(), _F.c.id)
+        .order_by(_F.c.study_id, changed, _F.c.probability.desc(), _F.c.id)
     )
     out: dict[int, dict[str, Any]] = {}
     for row in session.execute(query):

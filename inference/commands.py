@@ -200,7 +200,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     try:
-        outcome = analyze_study_dir(args.path, settings=settings, save=args.save, outputs=args.save)
+        if args.prior is not None:
+            from inference.priors import compare_dirs
+            from inference.registration import RegistrationUnavailable
+
+            try:
+                outcome, _ = compare_dirs(args.path, args.prior, settings=settings, save=args.save)
+            except RegistrationUnavailable as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 3
+        else:
+            outcome = analyze_study_dir(args.path, settings=settings, save=args.save, outputs=args.save)
     except ModelDirMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
@@ -217,7 +227,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     result = outcome.result
-    if args.json:
+    if args.json:  # with ``--prior``, the result's ``comparison`` block is part of it
         print(json.dumps(result.to_dict(), indent=2))
         return 0
     s = result.scores
@@ -234,7 +244,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             if get_kind(f.kind).segmented
             else f", {f.location or 'location unknown'}"
         )
-        print(f"  - {f.kind} p={f.probability:.2f} at LPS ({where}) mm, voxel {list(f.center_voxel)}{size}")
+        change = f" [{f.extra['change']}]" if f.extra.get("change") else ""
+        print(f"  - {f.kind} p={f.probability:.2f} at LPS ({where}) mm, voxel {list(f.center_voxel)}{size}{change}")
+    if result.comparison is not None:
+        from inference.priors import format_comparison
+
+        print(format_comparison(result.comparison))
     for r in result.quality.reasons:
         print(f"  [{r.severity}] {r.code}: {r.message}")
     print(f"  provider {result.provider}; total {result.timings_ms.get('total', 0) / 1000:.1f} s")
@@ -252,4 +267,12 @@ def register_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("path", type=Path, metavar="PATH")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.add_argument("--save", action="store_true", help="also save arrays, DICOM SEG and SR under the data dir")
+    p.add_argument(
+        "--prior",
+        type=Path,
+        default=None,
+        metavar="PRIOR",
+        help="an earlier study of the same patient (folder or zip): pair the nodules, report growth, VDT, "
+        "new/resolved and Lung-RADS with comparison (JSON: a `comparison` block)",
+    )
     p.set_defaults(func=cmd_analyze)

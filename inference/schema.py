@@ -36,6 +36,9 @@ class Finding(BaseModel):
     label: int | None = None  # value of this finding in its mask volume (``KINDS[kind].mask``)
     mask_path: str | None = None  # relative to the data directory (set when the case is saved)
     heatmap_path: str | None = None
+    #: Anything else. The comparison with a prior (#16, ``inference.compare.annotate_findings``) writes
+    #: ``change`` (new | growing | stable | shrinking), ``prior_diameter_mm``, ``prior_volume_mm3``,
+    #: ``volume_change_pct``, ``vdt_days`` and ``match_confidence`` here; ``db.ingest`` stores them as columns.
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("kind")
@@ -109,6 +112,10 @@ class CaseResult(BaseModel):
     timings_ms: dict[str, float] = Field(default_factory=dict)
     embedding: list[float] | None = None  # case embedding for the domain-shift picture
     more_findings: int = 0  # findings that passed the operating point beyond the display limit
+    #: The comparison with the patient's prior study (#16, ``inference.priors.apply_comparison``): prior UID
+    #: and date, alignment, pairs with growth and VDT, new / resolved findings, the priority change. None
+    #: when no prior was compared. Stored as ``analysis_run.comparison`` (and ``prior_study_uid``).
+    comparison: dict[str, Any] | None = None
 
     @field_serializer("scores")
     def _round_scores(self, value: dict[str, float | None]) -> dict[str, float | None]:

@@ -1,8 +1,10 @@
 """The queue worker: one analysis per message, with retries, recovery and honest failure states.
 
 ``triage worker`` runs a Huey consumer on the configured queue. Each task takes a study UID, reads its inbox
-folder, runs the pipeline, saves arrays + DICOM SEG/SR under ``results/`` and stores the result in the
-database. Unusable input → ``unsuitable`` with the reason (no retry). Any other error is retried
+folder, runs the pipeline, saves arrays + DICOM SEG/SR under ``results/``, compares it with the patient's
+prior (#16: the prior ``db.priors.find_prior_study`` names, among our analysed studies and the priors
+``inference.peers.priors.fetch_priors`` linked before the analysis) and stores the result in the database.
+Unusable input → ``unsuitable`` with the reason (no retry). Any other error is retried
 (``TRIAGE_TASK_RETRIES``); after the last retry the study is ``failed`` with the reason. Exactly once: a
 worker analyses a study only while it holds the study's lease (``db.lease``, renewed by a heartbeat); a second
 worker leaves a study with a live lease alone and takes over only an expired one. The files analysed are
@@ -21,9 +23,13 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from inference.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from inference.schema import CaseResult
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +143,13 @@ def process_study(study_uid: str, settings: Settings | None = None) -> str:
                     )
                 stored = True
                 return "unsuitable"
+            # the comparison with the patient's prior (#16): the result carries it (``CaseResult.comparison``,
+            # each finding's ``extra['change']``) into the database; the saved case and its SR are rewritten
+            result = _compare_with_prior(engine, settings, study_uid, outcome.folder) or outcome.result
             with session_scope(engine) as session:
                 store_analysis(
                     session=session,
-                    result=outcome.result,
+                    result=result,
                     started_at=started,
                     lease_owner=owner,
                     fingerprint=fingerprint,
@@ -150,7 +159,7 @@ def process_study(study_uid: str, settings: Settings | None = None) -> str:
             from inference.peers.delivery import plan_deliveries
 
             plan_deliveries(study_uid, outcome.outputs, settings=settings)
-        log.info("study %s ready (%d findings)", study_uid, len(outcome.result.findings))
+        log.info("study %s ready (%d findings)", study_uid, len(result.findings))
         return "ready"
     except LeaseLost:
         log.warning("study %s: lease taken over by another worker; this result is discarded", study_uid)
@@ -178,6 +187,20 @@ def _requeue_if_changed(study_uid: str, settings: Settings, engine) -> None:
             enqueue_study(study_uid, settings)
     except Exception as exc:  # the periodic recovery catches it later
         log.warning("could not re-check study %s: %s", study_uid, type(exc).__name__)
+
+
+def _compare_with_prior(engine, settings: Settings, study_uid: str, folder: Path | None) -> CaseResult | None:
+    """The saved case compared with the prior ``db.priors.find_prior_study`` names (an analysed study of ours
+    or a prior ``_fetch_priors`` linked): the annotated ``CaseResult``, or None (no prior; never fatal)."""
+    if not settings.priors_enabled:
+        return None
+    try:
+        from inference.priors import compare_with_db_prior
+
+        return compare_with_db_prior(engine, settings, study_uid, folder)
+    except Exception as exc:  # e.g. SimpleITK missing: the analysis is stored without the comparison
+        log.warning("study %s: not compared with a prior: %s", study_uid, _short_reason(exc))
+        return None
 
 
 def _fetch_priors(study_uid: str, settings: Settings) -> None:

@@ -16,7 +16,7 @@ import streamlit as st
 
 from dashboard import data, reading
 from dashboard import report as drafting
-from dashboard.components import heartbeat, keys, volume_viewer
+from dashboard.components import heartbeat, keys, prior_view, volume_viewer
 from dashboard.components.timer import format_seconds, live_timer_html
 from dashboard.components.ui import badge, safe_md, score_html
 from db import queries
@@ -385,6 +385,8 @@ def render() -> None:
             if click is not None:
                 reading.touch()
                 st.session_state[PENDING_KEY] = click
+            if case.ai_shown:  # comparison with the prior (#16): its own section below the viewer
+                st.fragment(prior_view.render_section)(str(folder), str(data.settings().data_dir))
     with right:
         if case.ai_shown and assessed:
             st.markdown(

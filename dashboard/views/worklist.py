@@ -73,7 +73,9 @@ def _top_text(item: WorklistItem, top: dict | None) -> str:
     size = f" {top['diameter_mm']:.0f} mm" if top.get("diameter_mm") else ""
     where = f" · {safe_md(top['location'])}" if top.get("location") else ""
     kind = kind_label(top["kind"])
-    return f"{kind}{size}{where} <span class='muted'>({top['probability'] * 100:.0f}%)</span>"
+    change = top.get("change")  # comparison with a prior (#16): a growing or new nodule is tagged
+    tag = f'<b data-testid="wl-change">{change}</b> ' if change in ("growing", "new") else ""
+    return f"{tag}{kind}{size}{where} <span class='muted'>({top['probability'] * 100:.0f}%)</span>"
 
 
 def open_study(study_id: int, *, take_over: bool = False) -> None:

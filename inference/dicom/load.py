@@ -222,6 +222,7 @@ def series_meta(series: SeriesInfo) -> dict[str, Any]:
         "series_description": series.description,
         "study_description": str(series.first("StudyDescription", "")),
         "acquisition_time": str(series.first("AcquisitionTime", "")),
+        "study_date": str(series.first("StudyDate", "") or ""),  # the interval of a comparison with a prior
         "transfer_syntax": series.instances[0].transfer_syntax_uid if series.instances else "",
         "multiframe": series.is_multiframe,
     }

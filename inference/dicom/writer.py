@@ -7,7 +7,10 @@ Kinds, their coded concepts and whether they are segmented come from ``inference
 * ``write_sr``: a Comprehensive 3D SR (TID 1500): per segmented finding a volumetric ROI group that
   references its SEG segment, with long-axis diameter, volume, mean attenuation, model probability, texture
   and the suggested Lung-RADS category; per other finding (embolism) a measurement group with probability and
-  location; the algorithm (model names and versions) on every group.
+  location; the algorithm (model names and versions) on every group. After a comparison with a prior study
+  (``rewrite_sr_with_comparison``), a compared nodule also carries its change, prior volume and diameter,
+  volume change and VDT, the prior Study Instance UID, and a paired nodule keeps the prior report's tracking
+  UID (the same lesion, the same UID in both studies).
 * ``send_to_pacs``: C-STORE of both to a destination (``AE@host:port``); the worker delivers through
   ``inference.peers.delivery`` instead (every result peer, C-STORE or STOW-RS, retried with backoff).
 
@@ -52,6 +55,16 @@ MM = hd.sr.CodedConcept("mm", "UCUM", "millimeter")
 ML = hd.sr.CodedConcept("ml", "UCUM", "milliliter")
 HU = hd.sr.CodedConcept("[hnsf'U]", "UCUM", "Hounsfield unit")
 UNITLESS = hd.sr.CodedConcept("1", "UCUM", "no units")
+# comparison with a prior study (#16)
+CHANGE = hd.sr.CodedConcept("CHANGE", LOCAL, "Change since prior study")
+PRIOR_STUDY = hd.sr.CodedConcept("PRIORSTUDY", LOCAL, "Prior study compared (Study Instance UID)")
+PRIOR_VOLUME = hd.sr.CodedConcept("PRIORVOL", LOCAL, "Volume on the prior study")
+PRIOR_DIAMETER = hd.sr.CodedConcept("PRIORDIAM", LOCAL, "Volume-equivalent diameter on the prior study")
+VOLUME_CHANGE = hd.sr.CodedConcept("VOLCHANGE", LOCAL, "Volume change since the prior study")
+VDT = hd.sr.CodedConcept("VDT", LOCAL, "Volume doubling time")
+PERCENT = hd.sr.CodedConcept("%", "UCUM", "percent")
+DAYS = hd.sr.CodedConcept("d", "UCUM", "day")
+MM3 = hd.sr.CodedConcept("mm3", "UCUM", "cubic millimeter")
 STUDY_SCORES = {
     "nodule": hd.sr.CodedConcept("NODSCORE", LOCAL, "Study nodule suspicion (calibrated)"),
     "embolism": hd.sr.CodedConcept("PESCORE", LOCAL, "Study pulmonary embolism probability (calibrated)"),
@@ -142,11 +155,45 @@ def write_seg(out_dir: Path, sources: list[pydicom.Dataset], mask: np.ndarray, r
     return path
 
 
-def _tracking(result: CaseResult, kind: str, n: int) -> hd.sr.TrackingIdentifier:
+def _tracking(result: CaseResult, kind: str, n: int, prior: dict | None = None) -> hd.sr.TrackingIdentifier:
+    """Tracking identifier of finding ``n``; a nodule paired with a prior one keeps the prior's tracking UID, so
+    the same lesion carries the same UID in both studies' reports."""
+    if prior and prior.get("prior_tracking_uid"):
+        return hd.sr.TrackingIdentifier(
+            uid=prior["prior_tracking_uid"], identifier=f"{kind.capitalize()} {n} (prior {prior['prior_tracking_id']})"
+        )
     return hd.sr.TrackingIdentifier(
         uid=generate_uid(entropy_srcs=[result.study_uid, result.series_uid, kind, str(n)]),
         identifier=f"{kind.capitalize()} {n}",
     )
+
+
+def _comparison_items(entry: dict | None) -> tuple[list[hd.sr.Measurement], list[hd.sr.QualitativeEvaluation]]:
+    """Prior measurements, growth and VDT of a compared nodule (a pair or a new nodule's entry)."""
+    if entry is None:
+        return [], []
+    change = entry.get("status", "new")
+    evals = [hd.sr.QualitativeEvaluation(CHANGE, hd.sr.CodedConcept(change[:16], LOCAL, change))]
+    meas = []
+    prior = entry.get("prior") or {}
+    if prior.get("volume_mm3"):
+        meas.append(hd.sr.Measurement(name=PRIOR_VOLUME, value=float(prior["volume_mm3"]), unit=MM3))
+        meas.append(hd.sr.Measurement(name=PRIOR_DIAMETER, value=float(prior["diameter_mm"]), unit=MM))
+        meas.append(hd.sr.Measurement(name=VOLUME_CHANGE, value=float(entry["volume_change_pct"]), unit=PERCENT))
+    if entry.get("vdt_days"):
+        meas.append(hd.sr.Measurement(name=VDT, value=float(entry["vdt_days"]), unit=DAYS))
+    return meas, evals
+
+
+def _with_prior_study(group, prior_study_uid: str | None):
+    """Append the prior study's UID to a measurement group (CONTAINS, UIDREF): the link between the studies."""
+    if prior_study_uid:
+        group[0].ContentSequence.append(
+            hd.sr.UIDRefContentItem(
+                name=PRIOR_STUDY, value=prior_study_uid, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+            )
+        )
+    return group
 
 
 def _measurements(f: Finding) -> list[hd.sr.Measurement]:
@@ -168,8 +215,24 @@ def _text_evaluations(f: Finding) -> list[hd.sr.QualitativeEvaluation]:
     return out
 
 
-def write_sr(out_dir: Path, sources: list[pydicom.Dataset], result: CaseResult, seg_path: Path | None) -> Path:
-    """Write the TID 1500 measurement report of the findings; returns its path."""
+def write_sr(
+    out_dir: Path,
+    sources: list[pydicom.Dataset],
+    result: CaseResult,
+    seg_path: Path | None,
+    comparison: dict | None = None,
+) -> Path:
+    """Write the TID 1500 measurement report of the findings; returns its path.
+
+    With ``comparison`` (the block of ``inference.compare``), each compared nodule also carries its change
+    since the prior, the prior volume and diameter, the volume change and the VDT, the prior study's UID, and
+    (when paired) the prior nodule's tracking UID.
+    """
+    entries: dict[int, dict] = {}
+    if comparison:
+        entries = {p["current_index"]: p for p in comparison.get("pairs", [])}
+        entries.update({n["current_index"]: {**n, "status": "new"} for n in comparison.get("new", [])})
+    prior_uid = comparison.get("prior_study_uid") if comparison else None
     seg = pydicom.dcmread(seg_path) if seg_path else None
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
@@ -184,7 +247,11 @@ def write_sr(out_dir: Path, sources: list[pydicom.Dataset], result: CaseResult, 
     )
     groups: list[hd.sr.MeasurementsAndQualitativeEvaluations | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations]
     groups = []
-    for n, f in enumerate(segmented_findings(result), start=1):
+    segmented = segmented_findings(result)
+    indexed = [(i, f) for i, f in enumerate(result.findings) if any(f is g for g in segmented)]
+    for n, (index, f) in enumerate(indexed, start=1):
+        entry = entries.get(index)  # this finding's comparison with the prior, if any
+        extra_meas, extra_evals = _comparison_items(entry)
         ref = None
         if seg is not None:
             ref = hd.sr.ReferencedSegment(
@@ -193,17 +260,16 @@ def write_sr(out_dir: Path, sources: list[pydicom.Dataset], result: CaseResult, 
                 segment_number=n,
                 source_series=hd.sr.SourceSeriesForSegmentation(result.series_uid),
             )
-        groups.append(
-            hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=_tracking(result, f.kind, n),
-                referenced_segment=ref,
-                finding_type=finding_type(f.kind),
-                algorithm_id=algo,
-                finding_sites=[hd.sr.FindingSite(LUNG)],
-                measurements=_measurements(f),
-                qualitative_evaluations=_text_evaluations(f) or None,
-            )
+        group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=_tracking(result, f.kind, n, entry),
+            referenced_segment=ref,
+            finding_type=finding_type(f.kind),
+            algorithm_id=algo,
+            finding_sites=[hd.sr.FindingSite(LUNG)],
+            measurements=_measurements(f) + extra_meas,
+            qualitative_evaluations=(_text_evaluations(f) + extra_evals) or None,
         )
+        groups.append(_with_prior_study(group, prior_uid if entry else None))
     plain = [f for f in result.findings if not KINDS[f.kind].segmented]
     for n, f in enumerate(plain, start=1):
         groups.append(
@@ -253,6 +319,15 @@ def write_outputs(
     seg = write_seg(out_dir, sources, nodule_mask, result) if nodule_mask is not None else None
     sr = write_sr(out_dir, sources, result, seg)
     return {"seg": seg, "sr": sr}
+
+
+def rewrite_sr_with_comparison(
+    out_dir: Path, study_dir: Path, volume: Volume, result: CaseResult, comparison: dict
+) -> Path:
+    """Replace a saved case's SR by one that carries the comparison with the prior (SEG unchanged)."""
+    sources = source_datasets(study_dir, volume)
+    seg = Path(out_dir) / "nodules_seg.dcm"
+    return write_sr(out_dir, sources, result, seg if seg.exists() else None, comparison)
 
 
 def send_to_pacs(paths: list[Path], destination: str, *, calling_ae: str = "TRIAGE") -> list[int]:

@@ -144,6 +144,10 @@ def test_orthanc_push_is_analysed_ranked_and_results_come_back(tmp_path, orthanc
     # the patient's earlier CT, found on the archive (QIDO-RS) when the study arrived, kept and linked
     prior = find_prior(study_uid, settings=settings)
     assert prior == settings.priors_dir / prior_uid and len(list(prior.rglob("*.dcm"))) == len(files)
+    # and the study was compared with it (#16: the worker's one prior path, db.priors.find_prior_study)
+    with session_scope(open_database(settings)) as session:
+        run = session.execute(sa.select(AnalysisRun.prior_study_uid, AnalysisRun.comparison)).one()
+    assert run.prior_study_uid == prior_uid and run.comparison["prior_study_uid"] == prior_uid
     results = list((tmp_path / "data" / "results" / study_uid).glob("*/findings_sr.dcm"))
     assert len(results) == 1
     sent_uids = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in results[0].parent.glob("*.dcm")}
