@@ -48,6 +48,9 @@ const nv = new NV.Niivue({
   measureLineColor: [1, 1, 0.3, 1],
   loadingText: "",
 });
+// Our one change to the vendored NiiVue (see dashboard/README.md): no gradient texture (three extra passes over the whole
+// volume on every CT refresh: load, window change), which only lights the 3D render this viewer never shows.
+nv.opts.triageNoGradient = true;
 
 const TOOL_MODES = { window: NV.DRAG_MODE.windowing, measure: NV.DRAG_MODE.measurement, pan: NV.DRAG_MODE.pan };
 function setTool(tool) {
@@ -122,11 +125,24 @@ function probe(e) {
 }
 
 // --- window, zoom, overlays ----------------------------------------------------------------------------
+// NiiVue's updateGLVolume re-renders every layer into its 3D textures, the CT's too; in software WebGL that
+// costs seconds per layer on a big study. A window change needs only the CT layer, an overlay change only the
+// overlay layers (they are blended into one texture in order).
+function refreshCt() {
+  nv.refreshLayers(nv.volumes[0], 0);
+  nv.drawScene();
+}
+function refreshOverlays() {
+  nv.back = nv.volumes[0];
+  nv.overlays = nv.volumes.slice(1);
+  for (let i = 1; i < nv.volumes.length; i++) nv.refreshLayers(nv.volumes[i], i);
+  nv.drawScene();
+}
 function setWindow(level, width) {
   if (!state.ct) return;
   state.ct.cal_min = level - width / 2;
   state.ct.cal_max = level + width / 2;
-  nv.updateGLVolume();
+  refreshCt();
   queueStatus();
 }
 function zoom(factor) {
@@ -146,7 +162,8 @@ function overlayVisible(id, on) {
   if (!o) return;
   o.on = on;
   o.vol.colorbarVisible = on && !!o.spec.colorbar;  // the heatmap's colour scale only while it is shown
-  nv.setOpacity(nv.volumes.indexOf(o.vol), on ? o.spec.opacity : 0);
+  o.vol.opacity = on ? o.spec.opacity : 0;
+  refreshOverlays();
   const box = document.querySelector(`input[data-overlay="${id}"]`);
   if (box) box.checked = on;
 }
@@ -188,12 +205,19 @@ function toggleOutline() {
 async function syncOverlays(specs) {
   // Each NiiVue volume change re-renders every layer (slow in software WebGL on big studies): an overlay is
   // created with its final opacity and added once; nothing is refreshed twice.
+  // New overlays are appended and only the overlay layers are rendered (not the CT again).
   const want = new Map(specs.map((s) => [s.id, s]));
+  let removed = false, added = false;
   for (const [id, o] of state.overlays) {
     if (!want.has(id) || want.get(id).url !== o.spec.url) {
-      nv.removeVolume(o.vol);
+      nv.volumes.splice(nv.volumes.indexOf(o.vol), 1);
       state.overlays.delete(id);
+      removed = true;
     }
+  }
+  if (removed) {
+    nv.overlays = nv.volumes.slice(1);
+    nv.updateGLVolume();  // (rare: the overlay texture must be rebuilt without the removed layer)
   }
   for (const s of specs) {
     if (state.overlays.has(s.id)) continue;
@@ -205,8 +229,10 @@ async function syncOverlays(specs) {
     });
     vol.cal_min = s.cal_min; vol.cal_max = s.cal_max;
     state.overlays.set(s.id, { vol: vol, spec: s, on: on });
-    nv.addVolume(vol);
+    nv.volumes.push(vol);
+    added = true;
   }
+  if (added) refreshOverlays();
   legend();
 }
 
@@ -217,22 +243,23 @@ async function loadStudy(args) {
   $("msg").textContent = "Loading the study…";
   $("msg").style.display = "";
   state.loadStart = performance.now();
-  for (const o of state.overlays.values()) nv.removeVolume(o.vol);
-  state.overlays.clear();
+  state.overlays.clear();  // (loadVolumes replaces every volume)
   const c = args.ct;
+  // one refresh and one draw: the window and the layout are set before the load
   await nv.loadVolumes([{ url: c.url, name: c.name, colormap: "gray", trustCalMinMax: true,
     cal_min: c.level - c.width / 2, cal_max: c.level + c.width / 2, colorbarVisible: false }]);
   state.ct = nv.volumes[0];
-  state.ct.colorbarVisible = false;  // (the window came with the load: no second refresh)
-  nv.setSliceType(NV.SLICE_TYPE.MULTIPLANAR);
-  nv.drawScene();
-  nv.gl.finish();
+  state.ct.colorbarVisible = false;
+  // gl.finish() does not wait in Chromium; reading a pixel does, so the figure includes the GPU's work
+  nv.gl.readPixels(0, 0, 1, 1, nv.gl.RGBA, nv.gl.UNSIGNED_BYTE, new Uint8Array(4));
   state.firstImageMs = performance.now() - state.loadStart;
   $("msg").style.display = "none";
   state.ready = true;
   document.body.dataset.ready = "1";
   document.body.dataset.firstImageMs = Math.round(state.firstImageMs);
   queueStatus();
+  // let the browser show the first image before the overlays' render (seconds in software WebGL) holds the page
+  await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(resolve, 50))));
   await syncOverlays(args.overlays || []);
 }
 
@@ -412,6 +439,7 @@ window.triageViewer = {
 };
 
 nv.attachToCanvas(canvas).then(() => {
+  nv.setSliceType(NV.SLICE_TYPE.MULTIPLANAR);  // (no volume yet: nothing to render)
   setTool("window");
   post("streamlit:componentReady", { apiVersion: 1 });
 });
