@@ -87,6 +87,22 @@ def _ball(r: int) -> np.ndarray:
     return x * x + y * y + z * z <= r * r
 
 
+def ball_opening(mask: np.ndarray, r: int) -> np.ndarray:
+    """Binary opening of ``mask`` by the voxel ball of radius ``r`` (``_ball(r)``; outside the array counts as
+    background, as in ``ndi.binary_opening``), through two Euclidean distance transforms: the same voxels as the
+    morphological opening, at a cost that does not grow with ``r`` (a 10-voxel ball holds 4,169 voxels)."""
+    if r < 1 or not mask.any():
+        return mask.copy()
+    padded = np.pad(mask, 1)  # the zero rim stands for the outside of the array
+    # erosion: voxels whose nearest background voxel is farther than r (squared distances are integers)
+    eroded = np.rint(ndi.distance_transform_edt(padded) ** 2) > r * r
+    if not eroded.any():
+        return np.zeros_like(mask)
+    # dilation of the eroded set: voxels within r of it
+    opened = np.rint(ndi.distance_transform_edt(~eroded) ** 2) <= r * r
+    return opened[1:-1, 1:-1, 1:-1] & mask
+
+
 def _segment(cube: np.ndarray, threshold: float, seed: np.ndarray, open_r: int, clip: np.ndarray) -> np.ndarray:
     """The component at ``seed`` above ``threshold``, vessels cut by an opening, limited to ``clip``."""
     fg = (cube >= threshold) & clip
@@ -102,7 +118,7 @@ def _segment(cube: np.ndarray, threshold: float, seed: np.ndarray, open_r: int, 
         s = tuple(idx[int(np.argmin(d))])
     comp = lab == lab[s]
     if open_r >= 1:
-        body = ndi.binary_opening(comp, structure=_ball(open_r))
+        body = ball_opening(comp, open_r)
         lab2, n2 = ndi.label(body)
         if n2 and lab2[s]:
             core = lab2 == lab2[s]

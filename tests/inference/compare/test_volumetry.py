@@ -52,3 +52,17 @@ def test_no_nodule_is_not_measured():
     vol = sphere_volume(6.0)
     m = measure_nodule(vol, (20.0, 20.0, 0.0), 6.0)
     assert not m.ok and m.volume_mm3 == 0.0
+
+
+def test_ball_opening_is_the_morphological_opening_by_the_voxel_ball():
+    """Test that the distance-transform opening keeps exactly the voxels of scipy's opening by ``_ball(r)``
+    (outside the array counting as background), on random blobs touching the array border, for r = 1..6."""
+    from inference.volumetry import _ball, ball_opening
+
+    rng = np.random.default_rng(1)
+    for _ in range(25):
+        shape = tuple(int(n) for n in rng.integers(8, 36, 3))
+        mask = ndi.gaussian_filter(rng.random(shape), 2.0) > 0.5 + rng.normal(0, 0.02)
+        r = int(rng.integers(1, 7))
+        assert np.array_equal(ball_opening(mask, r), ndi.binary_opening(mask, structure=_ball(r)))
+    assert not ball_opening(np.ones((5, 5, 5), bool), 3).any()  # nothing survives a ball wider than the mask
