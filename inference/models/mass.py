@@ -11,7 +11,8 @@ model grid of the nodule pipeline (``nodule.Prepared``):
 3. **Rules** (``mass_rules.json``): volume and long axis over the mass limits; mean HU of soft tissue; the
    aerated lung hugs it (the sphere fitted to its lung-contact surface is centred on it: the lung wraps round a
    mass, whereas the heart, the liver dome and the great vessels only push a shallow cap into it); it does not
-   cross the midline between two lungs (the mediastinum does).
+   cross the midline between two lungs (the mediastinum does); with one lung in view (a hemithorax
+   reconstruction) the lung's medial edge stands in for the midline (``medial_line``).
 4. **Whole lesion**: the core grown back by the opening radius within the tissue, so the mass is one
    segmentation and one finding, measured on the original grid by the caller.
 
@@ -94,8 +95,27 @@ def _midline(lung: np.ndarray) -> float | None:
     return float(v)
 
 
+def medial_line(lung: np.ndarray, medial: int) -> float | None:
+    """A stand-in midline for a field of view that shows one lung: the lung's most medial columns (its 1st
+    percentile column towards the medial side ``medial``: +1 = higher i, -1 = lower i). The anterior and
+    posterior junction lines bring each lung within a centimetre or two of the midline, so the heart, the great
+    vessels and the spine cross this line where a lung mass does not."""
+    if medial == 0 or not lung.any():
+        return None
+    lab, n = ndi.label(lung)
+    if n > 1:  # the lung in view, not a sliver of the other one at the edge of the field of view
+        lung = lab == 1 + int(np.argmax(ndi.sum_labels(lung, lab, index=np.arange(1, n + 1))))
+    cols = np.nonzero(lung.any(axis=(0, 1)))[0]
+    weights = lung.sum(axis=(0, 1))[cols].astype(np.float64)
+    cdf = np.cumsum(weights) / weights.sum()
+    if medial > 0:
+        return float(cols[min(int(np.searchsorted(cdf, 0.99)), cols.size - 1)])
+    return float(cols[int(np.searchsorted(cdf, 0.01))])
+
+
 def detect_masses(hu: np.ndarray, lung: np.ndarray, hull: np.ndarray, spacing: tuple[float, ...],
-                  rules: dict[str, Any] | None = None, region: np.ndarray | None = None) -> list[MassCandidate]:
+                  rules: dict[str, Any] | None = None, region: np.ndarray | None = None,
+                  medial: int = 0) -> list[MassCandidate]:
     """Masses in a model-grid volume (see the module docstring for the stages).
 
     Args:
@@ -105,6 +125,8 @@ def detect_masses(hu: np.ndarray, lung: np.ndarray, hull: np.ndarray, spacing: t
         region: the lesion region (``lesion_region``'s first output); a mass's outline stays inside it.
         spacing: grid spacing (z, y, x) mm.
         rules: parameters (default ``mass_rules.json``).
+        medial: where the patient's midline lies when the field of view shows one lung only (+1: towards
+            higher column index i, -1: lower, 0: unknown); the caller knows it from the patient coordinates.
 
     Returns:
         Masses, largest first.
@@ -130,6 +152,8 @@ def detect_masses(hu: np.ndarray, lung: np.ndarray, hull: np.ndarray, spacing: t
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     regions = watershed(-edt, markers, mask=core)
     mid = _midline(lung)
+    if mid is None:  # one lung in view (a hemithorax reconstruction): its medial edge stands in
+        mid = medial_line(lung, medial)
     vox_ml = float(np.prod(sp)) / 1000.0
     out = []
     for idx, sl in enumerate(ndi.find_objects(regions), start=1):

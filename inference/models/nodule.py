@@ -274,6 +274,23 @@ def _side(volume: Volume, centre_kji: np.ndarray) -> str:
     return "left" if float(volume.voxel_to_patient(centre_kji)[0]) > 0 else "right"
 
 
+def medial_side(volume: Volume, prep: Prepared) -> int:
+    """Towards which end of the model grid's column axis (i) the patient's midline lies, seen from the lungs in
+    view: +1 (higher i) or -1. The lungs' centre in patient coordinates says which side they are on (LPS x < 0:
+    the right lung, whose midline is towards +x); the i axis's x direction turns that into a column direction.
+    Used only when one lung is in view (``mass.medial_line``)."""
+    kji = np.argwhere(prep.lung[::4, ::4, ::4])
+    if kji.size == 0:
+        return 0
+    scale = np.asarray(prep.spacing) / np.asarray(volume.spacing_mm)  # model-grid voxel -> original voxel
+    centre = volume.voxel_to_patient(kji.mean(0) * 4 * scale)
+    x_of_i = float(np.asarray(volume.direction)[0, 0])
+    if abs(x_of_i) < 0.5 or abs(float(centre[0])) < 1e-6:
+        return 0  # an oblique or unusual orientation: no stand-in midline
+    towards_midline_x = 1.0 if centre[0] < 0 else -1.0
+    return int(np.sign(towards_midline_x * x_of_i))
+
+
 def detect_nodules(volume: Volume, engine: Any = None, *, seg_name: str = SEG_MODEL, cls_name: str = CLS_MODEL,
                    maps: bool = True, batch_size: int = 2) -> NoduleResult:
     """Find, score and measure nodules in ``volume`` (see the module docstring for the stages).
@@ -303,8 +320,8 @@ def detect_nodules(volume: Volume, engine: Any = None, *, seg_name: str = SEG_MO
                                     seg.card.thresholds, prep.spacing)
     t["nodule_candidates"] = (time.perf_counter() - t0) * 1000
     t1 = time.perf_counter()
-    masses = detect_masses(prep.hu, prep.lung, prep.hull, prep.spacing, region=prep.region) \
-        if prep.hull is not None else []
+    masses = detect_masses(prep.hu, prep.lung, prep.hull, prep.spacing, region=prep.region,
+                           medial=medial_side(volume, prep)) if prep.hull is not None else []
     in_mass = np.zeros(prob.shape, bool)
     for mc in masses:
         in_mass |= mc.mask

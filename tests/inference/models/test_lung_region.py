@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +159,23 @@ def test_no_mass_on_lesion_free_synthetic_studies(seed, contrast):
     hu = resample(v.hu, v.spacing_mm, SP, order=1, cval=-1024.0)
     lung, region, hull = _region(hu)
     assert detect_masses(hu, lung, hull, SP, region=region) == []
+
+
+def test_left_hemithorax_crop_of_lung2_reports_only_its_mass(shared_data):
+    """Test the mass detector on a crop of the left hemithorax of lung2 (one lung in view, so the two-lung
+    midline cannot be found): the labelled mass is the one mass, and the aorta beside the spine, which the
+    rules passed before the lung's medial edge stood in for the midline, is not reported."""
+    from inference.engine import Engine
+    from inference.models.nodule import detect_nodules, medial_side, prepare
+
+    vol, _, _ = _real("lung2")
+    n = vol.shape[2]
+    origin = np.asarray(vol.origin_mm) + np.asarray(vol.direction)[:, 0] * vol.spacing_mm[2] * (n // 2)
+    half = Volume(hu=np.ascontiguousarray(vol.hu[:, :, n // 2:]), spacing_mm=vol.spacing_mm,
+                  origin_mm=tuple(origin), direction=vol.direction)
+    engine = Engine(Path(__file__).resolve().parents[3] / "assets" / "models", ["CPUExecutionProvider"], threads=2)
+    prep = prepare(half, engine.cards["nodule_seg"])
+    assert medial_side(half, prep) == -1  # the left lung: the midline lies towards lower i (patient right)
+    res = detect_nodules(half, engine, maps=False)
+    assert len(res.masses) == 1
+    assert np.linalg.norm(np.asarray(res.masses[0].center_mm) - [52.6, -95.9, -256.5]) < 20.0
