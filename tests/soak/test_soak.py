@@ -11,7 +11,7 @@ from tests.soak.harness import run_soak
 
 
 def test_three_workers_sigkilled_at_random_analyse_every_study_exactly_once(tmp_path):
-    """Test that 60 studies ingested while 3 workers run, with a worker SIGKILLed every ~15 s and 10 identical
+    """Test that 60 studies ingested while 3 workers run, with a worker SIGKILLed every ~6 s and 10 identical
     and 5 changed re-sends, all end ready: one successful run per version (2 for the changed ones), as many
     'analysed' audit events, no failed run, and the latest files analysed."""
     pg, rd = os.environ.get("TRIAGE_TEST_POSTGRES_URL"), os.environ.get("TRIAGE_TEST_REDIS_URL")
@@ -24,7 +24,7 @@ def test_three_workers_sigkilled_at_random_analyse_every_study_exactly_once(tmp_
         n_studies=60,
         workers=3,
         env=fresh_backends(pg, rd, "soak"),
-        kill_every_s=15.0,
+        kill_every_s=6.0,  # with a 5 s lease: several kills even when the run settles in under a minute
         identical_resends=10,
         changed_resends=5,
         timeout_s=420,  # a ceiling for a loaded machine; on 2 idle cores it settles in about a minute or two
