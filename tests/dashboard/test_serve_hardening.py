@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from db.models import AuthSession
 from db.session import create_db_engine, get_engine, reset_engines
 from inference.config import Settings, get_settings
 from tests.db.factories import make_user
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,15 +33,6 @@ def _healthy(port: int) -> bool:
             return r.status == 200
     except OSError:
         return False
-
-
-def _wait(cond, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_sigterm_to_triage_serve_stops_the_streamlit_server(tmp_path):
@@ -58,10 +49,12 @@ def test_sigterm_to_triage_serve_stops_the_streamlit_server(tmp_path):
         start_new_session=True,
     )
     try:
-        assert _wait(lambda: _healthy(port), 60), "the dashboard never answered"
+        assert wait_until(lambda: _healthy(port), 60, interval=0.2), "the dashboard never answered"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) is not None
-        assert _wait(lambda: not _healthy(port), 15), "the Streamlit child still answers after SIGTERM"
+        assert wait_until(lambda: not _healthy(port), 15, interval=0.2), (
+            "the Streamlit child still answers after SIGTERM"
+        )
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # clean up whatever is left in the group

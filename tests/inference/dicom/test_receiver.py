@@ -14,6 +14,7 @@ from inference.config import Settings
 from inference.dicom.receiver import Receiver
 from tests.dcmtk import require_dcmtk
 from tests.factories import make_volume, write_study
+from tests.waiting import wait_until
 
 
 def _free_port() -> int:
@@ -62,15 +63,6 @@ def _storescu(rec, folder, *extra):
     )
 
 
-def _wait(cond, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_echoscu_verification(receiver):
     """Test that dcmtk's echoscu gets a successful C-ECHO."""
     out = subprocess.run(
@@ -98,7 +90,7 @@ def test_storescu_study_lands_in_inbox_once_and_completes_after_quiet_period(rec
     sent = {uid: (px, ds) for uid, px, ds in map(body, paths)}
     for uid, px, ds in map(body, stored):
         assert px == sent[uid][0] and ds == sent[uid][1]
-    assert _wait(lambda: receiver.completed == [vol.study_uid])
+    assert wait_until(lambda: receiver.completed == [vol.study_uid])
     out = _storescu(receiver, tmp_path / "send")
     assert out.returncode == 0
     assert receiver.stats["duplicate"] == len(paths)
@@ -153,7 +145,7 @@ def test_restarted_receiver_resumes_incomplete_studies(tmp_path):
     rec = Receiver(settings, on_complete=completed.append, on_first_instance=lambda uid: None)
     rec.start()
     try:
-        assert _wait(lambda: completed == [vol.study_uid])
+        assert wait_until(lambda: completed == [vol.study_uid])
     finally:
         rec.stop()
 

@@ -19,6 +19,7 @@ from inference.config import Settings
 from inference.dicom.receiver import INCOMPLETE_REASON, Receiver
 from tests.dcmtk import require_dcmtk
 from tests.factories import write_study
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -27,15 +28,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _wait(cond, timeout=10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _storescu(port: int, folder: Path, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -109,14 +101,14 @@ def test_aborted_association_marks_the_study_incomplete_until_a_full_resend(tmp_
     try:
         vol, paths = write_study(tmp_path / "send")
         _send_part_and_abort(settings.receiver_port, sorted(paths), 5)
-        assert _wait(lambda: incomplete)
+        assert wait_until(lambda: incomplete)
         ((uid, why),) = incomplete
         assert uid == vol.study_uid and why.startswith(INCOMPLETE_REASON) and "5 instance(s)" in why
         time.sleep(1.5)  # three quiet periods: still not complete
         assert completed == []
         out = _storescu(settings.receiver_port, tmp_path / "send")
         assert out.returncode == 0, out.stderr
-        assert _wait(lambda: completed == [vol.study_uid])
+        assert wait_until(lambda: completed == [vol.study_uid])
         assert not [p for p in (settings.data_dir / "transfers").rglob("*") if p.is_file()]
         assert len(incomplete) == 1
     finally:
@@ -160,7 +152,7 @@ def test_receiver_killed_mid_transfer_leaves_an_incomplete_study_not_a_result(tm
     with open(tmp_path / "receiver.log", "w") as log:
         proc = _receiver_proc(env, port, log)
         try:
-            assert _wait(lambda: _listening(port), 60)
+            assert wait_until(lambda: _listening(port), 60)
             ae = AE(ae_title="MODALITY")
             ae.add_requested_context(CTImageStorage, pydicom.dcmread(paths[0]).file_meta.TransferSyntaxUID)
             assoc = ae.associate("127.0.0.1", port, ae_title="TRIAGE")
@@ -170,15 +162,15 @@ def test_receiver_killed_mid_transfer_leaves_an_incomplete_study_not_a_result(tm
             proc.wait(timeout=10)
             assoc.abort()
             proc = _receiver_proc(env, port, log)
-            assert _wait(lambda: _listening(port), 60)
-            assert _wait(lambda: (_status(data, vol.study_uid) or ("",))[0] == "incomplete", 30)
+            assert wait_until(lambda: _listening(port), 60)
+            assert wait_until(lambda: (_status(data, vol.study_uid) or ("",))[0] == "incomplete", 30)
             status, reason = _status(data, vol.study_uid)
             assert reason.startswith(INCOMPLETE_REASON)
             time.sleep(1.5)
             assert _status(data, vol.study_uid)[0] == "incomplete"  # never queued
             out = _storescu(port, tmp_path / "send")
             assert out.returncode == 0, out.stderr
-            assert _wait(lambda: _status(data, vol.study_uid)[0] == "queued", 30)
+            assert wait_until(lambda: _status(data, vol.study_uid)[0] == "queued", 30)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
