@@ -199,7 +199,7 @@ def fit_and_choose(syn: CandidateSet, real: CandidateSet | None, model: LoadedMo
     and choose (see the module docstring)."""
     z, zr = raw_logits(syn, model), (raw_logits(real, model) if real is not None else None)
     zt = raw_logits(train, model) if train is not None and len(train.label) else None
-    fit_set, zf = (concat(syn, train), np.concatenate([z, zt])) if zt is not None and train else (syn, z)
+    fit_set, zf = (concat(syn, train), np.concatenate([z, zt])) if train is not None and zt is not None else (syn, z)
     out: dict = {}
     sets = FEATURE_SETS if features == "auto" else {features: tuple(f for f in features.split("+") if f in FEATURES)}
     for key, feats in sets.items():
