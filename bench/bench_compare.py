@@ -18,8 +18,11 @@ comparison itself: registration, pairing, volumetry, VDT. Printed:
   a shared machine inflates, and the process's CPU time (all threads), which bounds the wall time on an idle
   machine with one or more cores
 
-Usage: ``.venv/bin/python bench/bench_compare.py [--n 4] [--stable 3] [--size medium] [--real] [--cache DIR]
-[--json out.json]``.
+With ``--real --masses`` the mass detector also runs on both scans of each real pair and the masses are
+compared (lung2's mass is unchanged: its measured change is the mass segmentation's repeatability).
+
+Usage: ``.venv/bin/python bench/bench_compare.py [--n 4] [--stable 3] [--size medium] [--real [--masses]]
+[--cache DIR] [--json out.json]``.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ def score(pair: FollowupPair, comp, cur, pri) -> dict:
                 "vdt": p.vdt_days,
                 "true_vdt": rec.get("vdt_days"),
                 "measured_ok": p.current["ok"] and p.prior["ok"],
+                "basis": p.basis,
                 "confidence": p.confidence,
             }
         )
@@ -191,6 +195,38 @@ def real_pairs(n: int) -> list[tuple[str, FollowupPair]]:
     return out
 
 
+def mass_check(case: str, pair: FollowupPair) -> dict:
+    """The mass comparison on a real pair: the mass detector on both scans (its findings only), then
+    ``compare_studies``. lung2's labelled mass is unchanged between the two scans (the current is the prior
+    seen through a known transform, with new noise), so its measured change is the repeatability of the mass
+    segmentation on one real mass; lung1 has no mass. The mass rules were set while inspecting lung2
+    (``inference/models/mass_rules.json``): in-sample for detection, not for the comparison."""
+    from inference.models.nodule import detect_nodules
+
+    t0 = time.perf_counter()
+    found = {side: detect_nodules(getattr(pair, side), maps=False).masses for side in ("current", "prior")}
+    comp = compare_studies(StudyInput(pair.current, found["current"], pair.current_date),
+                           StudyInput(pair.prior, found["prior"], pair.prior_date))
+    masses = [p for p in comp.pairs if p.kind == "mass"]
+    row = {
+        "case": case,
+        "masses_current": len(found["current"]),
+        "masses_prior": len(found["prior"]),
+        "pairs": [{"status": p.status, "volume_change_pct": p.volume_change_pct, "long_axis_change_mm":
+                   p.diameter_change_mm, "prior_ml": p.prior["volume_mm3"] / 1000, "current_ml":
+                   p.current["volume_mm3"] / 1000} for p in masses],
+        "new": sum(n.get("kind") == "mass" for n in comp.new),
+        "resolved": sum(r.get("kind") == "mass" for r in comp.resolved),
+        "time_s": time.perf_counter() - t0,
+    }
+    print(f"real masses {case}: {row['masses_prior']} on the prior, {row['masses_current']} on the current; "
+          + "; ".join(f"{q['status']} {q['prior_ml']:.1f} -> {q['current_ml']:.1f} mL "
+                      f"({q['volume_change_pct']:+.1f} %, long axis {q['long_axis_change_mm']:+.1f} mm)"
+                      for q in row["pairs"])
+          + f"; new {row['new']}, resolved {row['resolved']} ({row['time_s']:.0f} s with detection)", flush=True)
+    return row
+
+
 def summarise(results: list[dict]) -> dict:
     rows = [r for res in results for r in res["rows"]]
     correct = sum(r["correct"] for r in rows)
@@ -211,6 +247,12 @@ def summarise(results: list[dict]) -> dict:
             err = abs(r["vdt"] / r["true_vdt"] - 1)
         band = "< 6 mm" if r["d0"] < 6 else ("6-10 mm" if r["d0"] < 10 else ">= 10 mm")
         vdt_by_size[band].append(err)
+    refused = [r for r in paired if r.get("basis", "volumetry") != "volumetry"]
+    misses = [
+        {k: r[k] for k in ("d0", "true_ratio", "measured_ratio", "status", "basis", "vdt", "true_vdt")}
+        for r in grown
+        if r["d0"] >= 6 and (r["vdt"] is None or r["true_vdt"] is None or abs(r["vdt"] / r["true_vdt"] - 1) > 0.25)
+    ]
     times = [res["time_s"] for res in results]
     cpu = [res["cpu_s"] for res in results]
     return {
@@ -219,6 +261,14 @@ def summarise(results: list[dict]) -> dict:
         "false_growth_rate": false_growth,
         "stable_n": len(stable),
         "stable_change_p95": p95,
+        "vdt_misses": misses,
+        "refused": {
+            "n": len(refused),
+            "unchanged_indeterminate": sum(r["true_ratio"] == 1.0 and r["status"] == "indeterminate" for r in refused),
+            "unchanged_growing": sum(r["true_ratio"] == 1.0 and r["status"] == "growing" for r in refused),
+            "grown_growing_by_diameter": sum(r["true_ratio"] > 1.0 and r["status"] == "growing" for r in refused),
+            "grown_indeterminate": sum(r["true_ratio"] > 1.0 and r["status"] == "indeterminate" for r in refused),
+        },
         "detected_by_true_change": {
             f"+{k * 100:.0f} %": (sum(v) / len(v), len(v)) for k, v in sorted(by_change.items())
         },
@@ -248,6 +298,18 @@ def report(name: str, s: dict) -> None:
         f"unchanged nodules: false 'growth' {s['false_growth_rate'] * 100:.1f} % (n={s['stable_n']}); "
         f"95th percentile of their measured change {s['stable_change_p95'] * 100:.1f} %"
     )
+    for m in s["vdt_misses"]:
+        ratio = "-" if m["measured_ratio"] is None else f"{m['measured_ratio']:.2f}"
+        print(f"  VDT miss: {m['d0']:.1f} mm nodule, true volume ratio {m['true_ratio']:.2f}, measured {ratio} "
+              f"({m['basis']}), {m['status']}, VDT {'-' if m['vdt'] is None else round(m['vdt'])} d against "
+              f"{m['true_vdt']} d")
+    rf = s["refused"]
+    print(
+        f"volumetry refused (vessel / wall): {rf['n']} paired nodules; unchanged: {rf['unchanged_indeterminate']} "
+        f"indeterminate, {rf['unchanged_growing']} growing; grown: {rf['grown_growing_by_diameter']} growing by "
+        f"diameter (the bench's detector diameters are the truth: optimistic), {rf['grown_indeterminate']} "
+        "indeterminate"
+    )
     for k, (rate, n) in s["detected_by_true_change"].items():
         print(f"  true change {k:>7}: called growing {rate * 100:.0f} % (n={n})")
     t = s["time_s"]
@@ -270,6 +332,8 @@ def main() -> None:
     ap.add_argument("--jitter", type=float, default=1.5, help="detector centre error (mm)")
     ap.add_argument("--real", action="store_true", help="also the real pairs from ../shared/data")
     ap.add_argument("--stable", type=int, default=0, help="extra pairs whose 7 nodules are all unchanged")
+    ap.add_argument("--masses", action="store_true",
+                    help="with --real: run the mass detector on both scans of each real pair and compare the masses")
     ap.add_argument("--cache", type=Path, default=None, help="keep generated pairs here (pickle) for reruns")
     ap.add_argument("--json", type=Path, default=None, help="write the summaries here")
     args = ap.parse_args()
@@ -298,6 +362,7 @@ def main() -> None:
         report(f"synthetic ({args.size})", out["synthetic"])
     if args.real:
         real = []
+        masses = []
         for case, pair in real_pairs(2):
             res = run_pair(pair, args.jitter, 50)
             real.append(res)
@@ -306,9 +371,13 @@ def main() -> None:
                 f"{sum(r['correct'] for r in res['rows'])}/{len(res['rows'])} right",
                 flush=True,
             )
+            if args.masses:
+                masses.append(mass_check(case, pair))
         if real:
             out["real"] = summarise(real)
             report("real (pyradiomics lung1/lung2 with known transforms)", out["real"])
+        if masses:
+            out["real_masses"] = masses
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, default=float))
 

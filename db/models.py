@@ -241,7 +241,7 @@ class Finding(SQLModel, table=True):
     location: str | None = _str(64)
     mask_path: str | None = Field(default=None, sa_type=sa.Text)
     heatmap_path: str | None = Field(default=None, sa_type=sa.Text)
-    #: Comparison with the prior (#16): new | growing | stable | shrinking (None: no prior compared).
+    #: Comparison with the prior (#16): new | growing | stable | shrinking | indeterminate (None: no prior).
     change: str | None = _str(16)
     prior_diameter_mm: float | None = None
     volume_change_pct: float | None = None

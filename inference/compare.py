@@ -16,7 +16,17 @@ database (the worker), or a PACS retrieval — and returns a ``Comparison``:
 3. **Growth** (``inference.volumetry``: the same segmentation on both scans): volume and diameter change,
    measured with one common threshold on both scans (``measure_pair``), significant only beyond ``Z`` × the
    combined measurement uncertainty; below it the nodule is **stable**. VDT = interval × ln 2 / ln(V₂/V₁)
-   for growing nodules.
+   for growing nodules. When the volumetry refuses either scan (the segmentation runs into a vessel or the
+   chest wall), the change is never called stable: the detector's diameters decide by the Lung-RADS v2022
+   rule alone (mean diameter up by more than 1.5 mm: **growing**, ``basis`` ``diameter``, no VDT), and
+   otherwise the nodule is **indeterminate** (its size category without any step-down for stability, and it
+   keeps a study from being ranked lower as "stable").
+3b. **Masses** (kind ``mass``, lesions over 30 mm): paired like nodules, with a prior mass or with a prior
+   nodule that grew into one (and a prior mass with a current nodule it shrank to); their volumes are the
+   findings' own segmentations (the mass detector's, ``basis`` ``segmentation``) with an assumed relative SD
+   of ``MASS_REL_SD`` each, so the same ``Z`` test, VDT and long-axis change apply. An unpaired current mass
+   is **new**, an unpaired prior mass **resolved** (not detected on the current scan). The nodules a mass
+   pair uses take no further part in the nodule pairing.
 4. **Lung-RADS v2022 with comparison** (``inference.nodules.lung_rads_followup``): "growing" there means the
    v2022 definition, mean diameter up by more than 1.5 mm, and significant beyond the uncertainty.
 5. **Priority**: ``adjust_priority`` raises a study's priority for a growing nodule or a new one of Lung-RADS 3
@@ -49,6 +59,11 @@ GROWING_BOOST = 0.5  # priority' = 1 - (1 - p)(1 - boost)
 NEW_BOOST = 0.35
 STABLE_YEARS_FACTOR = 0.5  # priority' = p * factor when every nodule is stable >= STABLE_DAYS
 STABLE_DAYS = 730
+#: Relative SD of one mass volume from the mass detector's segmentation: an assumption (no repeated scans of
+#: a mass here); ``bench/bench_compare.py --real`` prints the change it measures on lung2's unchanged mass.
+MASS_REL_SD = 0.10
+#: The ``basis`` values whose sizes are measurements of the lesion (the others decide by detector diameters).
+SIZED_BASES = ("volumetry", "segmentation")
 #: The findings the SR numbers as volumetric groups (``inference.dicom.writer.segmented_findings``): the
 #: segmented kinds of the registry (nodule, mass).
 SR_LABELLED_KINDS = tuple(k.name for k in KINDS.values() if k.segmented)
@@ -65,10 +80,13 @@ class StudyInput:
     def nodules(self) -> list[tuple[int, Finding]]:
         return [(i, f) for i, f in enumerate(self.findings) if f.kind == "nodule"]
 
+    def masses(self) -> list[tuple[int, Finding]]:
+        return [(i, f) for i, f in enumerate(self.findings) if f.kind == "mass"]
+
 
 @dataclass
 class NodulePair:
-    """A nodule seen on both scans, with its growth."""
+    """A nodule (or a mass: ``kind``) seen on both scans, with its growth."""
 
     current_index: int
     prior_index: int | None  # None: found on the prior by position only (the detector missed it there)
@@ -83,12 +101,17 @@ class NodulePair:
     volume_change_pct: float
     diameter_change_mm: float
     sigma_mm3: float
-    status: str  # growing | stable | shrinking
+    status: str  # growing | stable | shrinking | indeterminate (the volumetry refused a scan)
     vdt_days: float | None
     lung_rads: str | None
-    lung_rads_change: str  # growing (v2022: mean diameter +1.5 mm), subthreshold-growth or stable
+    lung_rads_change: str  # growing (v2022: mean diameter +1.5 mm), subthreshold-growth, stable or indeterminate
     prior_tracking_uid: str | None = None  # the prior SR's tracking UID of this nodule (links the two studies)
     prior_tracking_id: str | None = None
+    #: what the status rests on: volumetry | segmentation (masses: the findings' own) | diameter (detector
+    #: sizes, the volumetry refused) | none
+    basis: str = "volumetry"
+    note: str = ""  # why the volumetry could not be used, when it could not
+    kind: str = "nodule"  # the current finding's kind: nodule | mass
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -137,18 +160,33 @@ class Comparison:
             "growing": sum(p.status == "growing" for p in self.pairs),
             "stable": sum(p.status == "stable" for p in self.pairs),
             "shrinking": sum(p.status == "shrinking" for p in self.pairs),
+            "indeterminate": sum(p.status == "indeterminate" for p in self.pairs),
+            "masses": sum(p.kind == "mass" for p in self.pairs),
             "new": len(self.new),
             "resolved": len(self.resolved),
         }
 
     def change_of(self, current_index: int) -> str | None:
-        """``new`` / ``growing`` / ``stable`` / ``shrinking`` for a current finding (None: not a nodule)."""
+        """``new`` / ``growing`` / ``stable`` / ``shrinking`` / ``indeterminate`` for a current finding (None: not
+        a nodule)."""
         for p in self.pairs:
             if p.current_index == current_index:
                 return p.status
         if any(n["current_index"] == current_index for n in self.new):
             return "new"
         return None
+
+
+def change_text(pair: dict[str, Any]) -> str:
+    """A pair's change in words (a ``pairs`` entry of the JSON block): ``growing, +48 %``, ``growing by diameter,
+    +2.3 mm (volumetry refused)``, ``indeterminate (volumetry refused)``."""
+    status = pair.get("status", "")
+    if pair.get("basis", "volumetry") in SIZED_BASES:
+        mass = "mass " if pair.get("kind") == "mass" else ""
+        return f"{mass}{status}, {float(pair.get('volume_change_pct', 0.0)):+.0f} %"
+    if status == "growing":
+        return f"growing by diameter, {float(pair.get('diameter_change_mm', 0.0)):+.1f} mm (volumetry refused)"
+    return f"{status} (volumetry refused)"
 
 
 def tracking_uid(study_uid: str, series_uid: str, kind: str, n: int) -> str:
@@ -263,6 +301,75 @@ def _finding_brief(i: int, f: Finding, m: Measurement | None) -> dict[str, Any]:
     }
 
 
+def lesion_measurement(f: Finding) -> Measurement:
+    """A finding's own segmentation as a ``Measurement`` (masses: the mass detector's volume and long axis),
+    with the assumed ``MASS_REL_SD``; not ok when the finding carries no volume."""
+    v = float(f.volume_ml or 0.0) * 1000.0
+    d_eq = float((6.0 * v / np.pi) ** (1.0 / 3.0)) if v > 0 else 0.0
+    return Measurement(volume_mm3=v, diameter_mm=d_eq, long_axis_mm=float(f.diameter_mm or d_eq),
+                       sigma_mm3=MASS_REL_SD * v, threshold_hu=0.0, core_hu=float(f.mean_hu or 0.0), voxels=0,
+                       ok=v > 0, reason="" if v > 0 else "the finding has no segmented volume")
+
+
+def _mass_pair(ci: int, pi: int, fc: Finding, fp: Finding, mapped, dist: float, conf: float,
+               interval: float | None) -> NodulePair:
+    mc, mp = lesion_measurement(fc), lesion_measurement(fp)
+    if mc.ok and mp.ok:
+        g = {**growth(mc, mp, interval), "basis": "segmentation", "note": ""}
+    else:
+        g = refused_growth(mc, mp, fc.diameter_mm, fp.diameter_mm)
+    g["diameter_change_mm"] = float((fc.diameter_mm or 0.0) - (fp.diameter_mm or 0.0))  # long axis (RECIST-like)
+    return NodulePair(
+        current_index=ci, prior_index=pi, current_mm=_xyz(fc.center_mm), prior_mm=_xyz(fp.center_mm),
+        distance_mm=dist, confidence=conf, prior_detected=True, current=mc.to_dict(), prior=mp.to_dict(),
+        lung_rads=fc.lung_rads, lung_rads_change=g["status"], kind="mass", **g,
+    )
+
+
+def _compare_masses(current: StudyInput, prior: StudyInput, align: Alignment, interval: float | None,
+                    ) -> tuple[list[NodulePair], list[dict[str, Any]], list[dict[str, Any]], set[int], set[int]]:
+    """Masses: (pairs, new, resolved, current nodule indices used, prior nodule indices used).
+
+    A current mass pairs with a prior mass or a prior nodule (it grew into a mass); a prior mass left over
+    pairs with a current nodule (it shrank below 30 mm); the pairing gate and cost are the nodules' (``match``).
+    """
+    ok = bool(align.quality.get("ok", True))
+    cur_m, pri_m = current.masses(), prior.masses()
+    pairs: list[NodulePair] = []
+    used_cur: set[int] = set()
+    used_pri: set[int] = set()
+
+    def pair_up(cur: list[tuple[int, Finding]], pri: list[tuple[int, Finding]]) -> None:
+        if not cur or not pri:
+            return
+        mapped = np.array([align.to_prior(f.center_mm) for _, f in cur]).reshape(-1, 3)
+        pri_mm = np.array([f.center_mm for _, f in pri], float).reshape(-1, 3)
+        for a, b, dist, conf in match(mapped, [f for _, f in cur], [f for _, f in pri], pri_mm, ok):
+            (ci, fc), (pi, fp) = cur[a], pri[b]
+            pairs.append(_mass_pair(ci, pi, fc, fp, mapped[a], dist, conf, interval))
+            used_cur.add(ci)
+            used_pri.add(pi)
+
+    pair_up(cur_m, pri_m + prior.nodules())  # a mass, or a nodule that grew into one
+    pair_up(current.nodules(), [(i, f) for i, f in pri_m if i not in used_pri])  # a mass that shrank below 30 mm
+    new, resolved = [], []
+    for ci, fc in cur_m:
+        if ci not in used_cur:
+            brief = {**_finding_brief(ci, fc, lesion_measurement(fc)), "kind": "mass", "current_index": ci,
+                     "prior_mm": [round(float(v), 2) for v in align.to_prior(fc.center_mm)],
+                     "lung_rads": fc.lung_rads}
+            new.append(brief)
+    inverse = _inverse(align)
+    for pi, fp in pri_m:
+        if pi not in used_pri:
+            back = inverse(np.asarray(fp.center_mm)) if inverse else None
+            resolved.append({**_finding_brief(pi, fp, lesion_measurement(fp)), "kind": "mass", "prior_index": pi,
+                             "current_mm": None if back is None else [round(float(v), 2) for v in back]})
+    used_cur_nod = {i for i in used_cur if current.findings[i].kind == "nodule"}
+    used_pri_nod = {i for i in used_pri if prior.findings[i].kind == "nodule"}
+    return pairs, new, resolved, used_cur_nod, used_pri_nod
+
+
 def compare_studies(
     current: StudyInput, prior: StudyInput, *, alignment: Alignment | None = None, refine: bool = False
 ) -> Comparison:
@@ -277,7 +384,9 @@ def compare_studies(
     interval = None
     if current.study_date and prior.study_date:
         interval = float((current.study_date - prior.study_date).days)
-    cur_nod, pri_nod = current.nodules(), prior.nodules()
+    mass_pairs, mass_new, mass_resolved, used_cur, used_pri = _compare_masses(current, prior, align, interval)
+    cur_nod = [(i, f) for i, f in current.nodules() if i not in used_cur]
+    pri_nod = [(i, f) for i, f in prior.nodules() if i not in used_pri]
     cur_f = [f for _, f in cur_nod]
     pri_f = [f for _, f in pri_nod]
     mapped = np.zeros((len(cur_f), 3))
@@ -299,13 +408,19 @@ def compare_studies(
         interval_days=interval,
         alignment={**align.quality, "local_shift_mm_median": round(float(np.median(shifts)), 2) if shifts else None},
     )
+    for mp_ in mass_pairs:
+        mp_.prior_tracking_uid, mp_.prior_tracking_id = _prior_tracking(prior, mp_.prior_index)
+    comp.pairs.extend(mass_pairs)
+    comp.new.extend(mass_new)
+    comp.resolved.extend(mass_resolved)
     paired_cur, paired_pri = set(), set()
     for a, b, dist, conf in pairs_idx:
         fc, fp = cur_f[a], pri_f[b]
         tex = fc.texture or "solid"
         hint = float(max(fc.diameter_mm or 0.0, fp.diameter_mm or 0.0) or 6.0)
         mc, mp = measure_pair(current.volume, fc.center_mm, prior.volume, fp.center_mm, hint, texture=tex)
-        pair = _pair(cur_nod[a][0], pri_nod[b][0], fc, mapped[a], fp.center_mm, dist, conf, True, mc, mp, interval)
+        pair = _pair(cur_nod[a][0], pri_nod[b][0], fc, mapped[a], fp.center_mm, dist, conf, True, mc, mp, interval,
+                     prior_diameter_mm=fp.diameter_mm)
         pair.prior_tracking_uid, pair.prior_tracking_id = _prior_tracking(prior, pri_nod[b][0])
         comp.pairs.append(pair)
         paired_cur.add(a)
@@ -371,16 +486,34 @@ def _xyz(point: Any) -> tuple[float, float, float]:
     return x, y, z
 
 
+def refused_growth(mc: Measurement, mp: Measurement, current_mm: float | None, prior_mm: float | None) -> dict:
+    """The change of a pair whose volumetry refused a scan: decided by the detector's diameters alone.
+
+    Growth by the Lung-RADS v2022 rule (mean diameter up by more than 1.5 mm) is **growing** with ``basis``
+    ``diameter`` and no VDT (two detector diameters are too coarse for one); anything else is
+    **indeterminate**, never stable: a measurement that failed says nothing about stability.
+    """
+    why = "; ".join(f"{side}: {m.reason or 'not measured'}" for side, m in (("current", mc), ("prior", mp)) if not m.ok)
+    dd = (current_mm - prior_mm) if current_mm and prior_mm else None
+    grew = dd is not None and dd > LUNG_RADS_GROWTH_MM
+    return {"volume_change_mm3": 0.0, "volume_change_pct": 0.0, "diameter_change_mm": float(dd or 0.0),
+            "sigma_mm3": 0.0, "status": "growing" if grew else "indeterminate", "vdt_days": None,
+            "basis": "diameter" if dd is not None else "none", "note": f"volumetry refused ({why})"}
+
+
 def _pair(ci, pi, fc: Finding, mapped, prior_mm, dist, conf, detected, mc: Measurement, mp: Measurement,
-          interval: float | None) -> NodulePair:
-    g = growth(mc, mp, interval) if mc.ok and mp.ok and mp.volume_mm3 > 0 else None
-    if g is None:  # a measurement failed: compare the detector's own diameters, never call it growth
-        g = {"volume_change_mm3": 0.0, "volume_change_pct": 0.0, "diameter_change_mm": 0.0, "sigma_mm3": 0.0,
-             "status": "stable", "vdt_days": None}
+          interval: float | None, prior_diameter_mm: float | None = None) -> NodulePair:
+    if mc.ok and mp.ok and mp.volume_mm3 > 0:
+        g = growth(mc, mp, interval)
+    else:  # the volumetry refused a scan: the detector's diameters decide, never "stable"
+        g = refused_growth(mc, mp, fc.diameter_mm, prior_diameter_mm)
     tex = fc.texture or "solid"
     d = fc.diameter_mm or (mc.diameter_mm if mc.ok else 0.0)
     solid = fc.extra.get("solid_component_mm")
-    if g["status"] != "growing":
+    if g["status"] == "indeterminate":  # its size category, never stepped down for a stability not shown
+        lr_change = "indeterminate"
+        lr = lung_rads(d, tex, solid)
+    elif g["status"] != "growing":
         lr_change = "stable"
         lr = lung_rads_followup(d, tex, solid, change="stable", interval_days=interval)
     elif g["diameter_change_mm"] > LUNG_RADS_GROWTH_MM:
@@ -401,9 +534,12 @@ def annotate_findings(findings: list[Finding], comp: Comparison) -> None:
     for p in comp.pairs:
         f = findings[p.current_index]
         f.extra["change"] = p.status
-        f.extra["prior_diameter_mm"] = p.prior.get("diameter_mm")
-        f.extra["prior_volume_mm3"] = p.prior.get("volume_mm3")
-        f.extra["volume_change_pct"] = round(p.volume_change_pct, 1)
+        measured = p.basis in SIZED_BASES  # a refused volumetry's sizes are not the nodule's: none are written
+        f.extra["prior_diameter_mm"] = p.prior.get("diameter_mm") if measured else None
+        f.extra["prior_volume_mm3"] = p.prior.get("volume_mm3") if measured else None
+        f.extra["volume_change_pct"] = round(p.volume_change_pct, 1) if measured else None
+        if not measured:
+            f.extra["change_note"] = p.note
         f.extra["vdt_days"] = None if p.vdt_days is None else round(p.vdt_days, 1)
         f.extra["match_confidence"] = round(p.confidence, 3)
         f.lung_rads = p.lung_rads

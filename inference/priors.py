@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from inference.compare import (
+    SIZED_BASES,
     Comparison,
     StudyInput,
     adjust_priority,
     annotate_findings,
+    change_text,
     compare_studies,
     parse_study_date,
 )
@@ -245,19 +247,23 @@ def format_comparison(block: dict[str, Any]) -> str:
         f"    alignment {a.get('method')}: lung Dice {a.get('lung_dice')}"
         + ("" if a.get("ok") else "  ** check the alignment **"),
         f"    {s.get('pairs', 0)} paired ({s.get('growing', 0)} growing, {s.get('stable', 0)} stable, "
-        f"{s.get('shrinking', 0)} smaller), {s.get('new', 0)} new, {s.get('resolved', 0)} resolved",
+        f"{s.get('shrinking', 0)} smaller, {s.get('indeterminate', 0)} not measurable), {s.get('new', 0)} new, "
+        f"{s.get('resolved', 0)} resolved",
     ]
     for p in block.get("pairs", []):
         vdt = f", VDT {p['vdt_days']:.0f} d" if p.get("vdt_days") else ""
+        sizes = (f"{p['prior']['volume_mm3']:.0f} -> {p['current']['volume_mm3']:.0f} mm3, "
+                 if p.get("basis", "volumetry") in SIZED_BASES else "")
         lines.append(
-            f"    - finding {p['current_index'] + 1}: {p['status']}, {p['prior']['volume_mm3']:.0f} -> "
-            f"{p['current']['volume_mm3']:.0f} mm3 ({p['volume_change_pct']:+.0f} %){vdt}, Lung-RADS {p['lung_rads']}"
+            f"    - finding {p['current_index'] + 1}: {sizes}{change_text(p)}{vdt}, Lung-RADS {p['lung_rads']}"
             f" (match confidence {p['confidence']:.2f})"
         )
     for n in block.get("new", []):
-        lines.append(f"    - finding {n['current_index'] + 1}: new, Lung-RADS {n['lung_rads']}")
+        what = "new mass" if n.get("kind") == "mass" else "new"
+        lines.append(f"    - finding {n['current_index'] + 1}: {what}, Lung-RADS {n['lung_rads']}")
     for r in block.get("resolved", []):
-        lines.append(f"    - prior finding {r['prior_index'] + 1}: resolved (not seen on the current scan)")
+        what = "mass resolved" if r.get("kind") == "mass" else "resolved"
+        lines.append(f"    - prior finding {r['prior_index'] + 1}: {what} (not seen on the current scan)")
     pr = block.get("priority") or {}
     if pr.get("reason"):
         lines.append(f"    priority {pr['before']:.2f} -> {pr['after']:.2f}: {pr['reason']}")

@@ -37,8 +37,9 @@ class Finding(BaseModel):
     mask_path: str | None = None  # relative to the data directory (set when the case is saved)
     heatmap_path: str | None = None
     #: Anything else. The comparison with a prior (#16, ``inference.compare.annotate_findings``) writes
-    #: ``change`` (new | growing | stable | shrinking), ``prior_diameter_mm``, ``prior_volume_mm3``,
-    #: ``volume_change_pct``, ``vdt_days`` and ``match_confidence`` here; ``db.ingest`` stores them as columns.
+    #: ``change`` (new | growing | stable | shrinking | indeterminate), ``prior_diameter_mm``, ``prior_volume_mm3``,
+    #: ``volume_change_pct`` (these three None when the volumetry was refused; ``change_note`` says why),
+    #: ``vdt_days`` and ``match_confidence`` here; ``db.ingest`` stores them as columns.
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("kind")

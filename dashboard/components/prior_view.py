@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from dashboard.components.render import draw_marker, render_plane, voxel_to_display
+from inference.compare import change_text
 from inference.registration import map_point
 from inference.results import CaseArrays, latest_case, load_case
 from inference.volume import Volume
@@ -39,7 +40,7 @@ class PriorPair:
         """(label, current LPS point) per compared nodule: pairs first, then new ones."""
         out = []
         for n, p in enumerate(self.comparison.get("pairs", []), start=1):
-            out.append((f"{n}: {p['status']}, {p['volume_change_pct']:+.0f} % (finding {p['current_index'] + 1})",
+            out.append((f"{n}: {change_text(p)} (finding {p['current_index'] + 1})",
                         tuple(p["current_mm"])))
         for m in self.comparison.get("new", []):
             out.append((f"new (finding {m['current_index'] + 1})", tuple(m["center_mm"])))
@@ -118,7 +119,8 @@ def render_section(current_folder: str, data_dir: str) -> None:
     s = block.get("summary", {})
     with st.expander(
         f"Compare with prior ({block.get('prior_date') or 'date unknown'}): {s.get('growing', 0)} growing, "
-        f"{s.get('new', 0)} new, {s.get('stable', 0)} stable, {s.get('resolved', 0)} resolved",
+        f"{s.get('new', 0)} new, {s.get('stable', 0)} stable, {s.get('indeterminate', 0)} not measurable, "
+        f"{s.get('resolved', 0)} resolved",
         expanded=bool(s.get("growing") or s.get("new")),
     ):
         choices = pair.choices()

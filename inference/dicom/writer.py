@@ -29,6 +29,7 @@ import pydicom
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
+from inference.compare import SIZED_BASES
 from inference.dicom.ct_writer import TYPE2_DEFAULTS
 from inference.dicom.scan import scan
 from inference.findings import KINDS, get_kind
@@ -176,7 +177,7 @@ def _comparison_items(entry: dict | None) -> tuple[list[hd.sr.Measurement], list
     evals = [hd.sr.QualitativeEvaluation(CHANGE, hd.sr.CodedConcept(change[:16], LOCAL, change))]
     meas = []
     prior = entry.get("prior") or {}
-    if prior.get("volume_mm3"):
+    if prior.get("volume_mm3") and entry.get("basis", "volumetry") in SIZED_BASES:  # a refused volumetry: no sizes
         meas.append(hd.sr.Measurement(name=PRIOR_VOLUME, value=float(prior["volume_mm3"]), unit=MM3))
         meas.append(hd.sr.Measurement(name=PRIOR_DIAMETER, value=float(prior["diameter_mm"]), unit=MM))
         meas.append(hd.sr.Measurement(name=VOLUME_CHANGE, value=float(entry["volume_change_pct"]), unit=PERCENT))

@@ -75,7 +75,9 @@ def test_growth_status_and_vdt(comparison, pair):
     for p in comp.pairs:
         rec = truth[cur[p.current_index].extra["truth_id"]]
         if rec["volume_ratio"] == 1.0:
-            assert p.status == "stable", p.to_dict()
+            # unchanged: stable, or indeterminate where the volumetry refused the nodule (this fixture's 8 mm
+            # nodule sits on a vessel on both scans); never growing
+            assert p.status == ("stable" if p.basis == "volumetry" else "indeterminate"), p.to_dict()
             assert p.vdt_days is None
         else:
             assert p.status == "growing", p.to_dict()
@@ -90,13 +92,14 @@ def test_comparison_json_annotation_and_priority(comparison):
     assert doc["interval_days"] == 300 and doc["summary"]["growing"] == 2 and doc["summary"]["new"] == 1
     assert {"pairs", "new", "resolved", "alignment", "timings_ms"} <= set(doc)
     annotate_findings(cur, comp)
-    assert sorted(f.extra.get("change") for f in cur) == ["growing", "growing", "new", "stable", "stable"]
+    assert sorted(f.extra.get("change") for f in cur) == ["growing", "growing", "indeterminate", "new", "stable"]
     p, why = adjust_priority(0.3, comp)
     assert p > 0.6 and "growing" in why
     from inference.priors import format_comparison
 
     text = format_comparison({**doc, "priority": {"before": 0.3, "after": p, "reason": why}})
     assert "2 growing" in text and "1 new" in text and "1 resolved" in text and "VDT" in text
+    assert "1 not measurable" in text and "indeterminate (volumetry refused)" in text
     assert text.count("\n    - ") == 6  # one line per pair, new and resolved nodule
 
 
@@ -191,7 +194,7 @@ def test_database_prior_is_compared_and_shown_on_the_worklist(pair, tmp_path, se
         run = s.exec(AnalysisRun.__table__.select().order_by(AnalysisRun.id.desc())).first()
         assert run.prior_study_uid == "2.25.770" and run.comparison["summary"]["growing"] == 2
         changes = sorted(r.change for r in s.exec(Finding.__table__.select().where(Finding.run_id == run.id)))
-        assert changes == ["growing", "growing", "new", "stable", "stable"]
+        assert changes == ["growing", "growing", "indeterminate", "new", "stable"]
         study = queries.get_study(session=s, study_uid=uid)
         from dashboard.data import top_findings
 
@@ -233,3 +236,116 @@ def test_stored_transform_maps_like_the_registration(comparison, pair):
             continue
         mapped = map_point(t, rec["current_mm"])
         assert np.linalg.norm(mapped - np.asarray(rec["prior_mm"])) < 6.0  # affine vs the elastic truth
+
+
+def _refused_pair(current_mm: float, prior_mm: float, interval: float = 800.0):
+    """A pair whose volumetry refused the prior scan (the segmentation ran into a vessel)."""
+    from inference.compare import _pair
+    from inference.results import Finding
+    from inference.volumetry import Measurement
+
+    ok = Measurement(300.0, 8.3, 9.0, 20.0, -400.0, 20.0, 500)
+    refused = Measurement(900.0, 12.0, 15.0, 60.0, -400.0, 20.0, 1500, ok=False,
+                          reason="the segmentation runs into a neighbouring structure")
+    fc = Finding(kind="nodule", probability=0.9, center_mm=(0.0, 0.0, 0.0), center_voxel=(0, 0, 0),
+                 diameter_mm=current_mm, texture="solid")
+    return _pair(0, 0, fc, np.zeros(3), (0.0, 0.0, 0.0), 1.0, 0.9, True, ok, refused, interval,
+                 prior_diameter_mm=prior_mm)
+
+
+def test_a_refused_volumetry_is_never_called_stable():
+    """Test that a pair whose volumetry failed on one scan is indeterminate (not stable) unless the detector's
+    diameters grew by more than Lung-RADS's 1.5 mm, and that it keeps the study from being ranked lower."""
+    from dataclasses import replace
+
+    from inference.compare import Comparison, change_text
+
+    same = _refused_pair(13.5, 13.0)
+    assert same.status == "indeterminate" and same.basis == "diameter" and same.vdt_days is None
+    assert "refused" in same.note and "neighbouring" in same.note
+    assert same.lung_rads == "4A" and same.lung_rads_change == "indeterminate"  # 13.5 mm solid, no step-down
+    grown = _refused_pair(8.8, 6.5)
+    assert grown.status == "growing" and grown.basis == "diameter" and grown.vdt_days is None
+    assert grown.lung_rads == "4B"  # growing solid >= 8 mm
+    assert change_text(grown.to_dict()).startswith("growing by diameter, +2.3 mm")
+    assert change_text(same.to_dict()) == "indeterminate (volumetry refused)"
+    comp = Comparison("1.2", "1.1", None, None, 800.0, {"ok": True}, pairs=[same])
+    assert comp.summary()["indeterminate"] == 1 and comp.summary()["stable"] == 0
+    assert adjust_priority(0.4, comp) == (0.4, "")  # not "stable for two years"
+    raised, why = adjust_priority(0.4, replace(comp, pairs=[same, grown]))
+    assert raised > 0.4 and "growing" in why
+
+
+def test_a_refused_volumetry_writes_no_sizes_into_the_finding_or_the_sr():
+    """Test that a pair decided by diameter carries no prior volume / volume change into the finding (and so
+    none into the database or the SR), only its change and the reason."""
+    from inference.compare import Comparison
+    from inference.dicom.writer import _comparison_items
+    from inference.results import Finding
+
+    p = _refused_pair(8.8, 6.5)
+    f = Finding(kind="nodule", probability=0.9, center_mm=(0.0, 0.0, 0.0), center_voxel=(0, 0, 0), diameter_mm=8.8)
+    annotate_findings([f], Comparison("1.2", "1.1", None, None, 800.0, {"ok": True}, pairs=[p]))
+    assert f.extra["change"] == "growing" and "refused" in f.extra["change_note"]
+    assert f.extra["prior_volume_mm3"] is None and f.extra["volume_change_pct"] is None
+    meas, evals = _comparison_items(p.to_dict())
+    assert meas == [] and len(evals) == 1
+    measured = _comparison_items({**p.to_dict(), "basis": "volumetry"})[0]
+    assert len(measured) == 3  # the same entry measured by volumetry: prior volume, diameter, volume change
+
+
+def _far_points(pair, n: int) -> list[np.ndarray]:
+    """``n`` current-scan LPS points inside the body's middle, far from every truth nodule and from each other."""
+    vol = pair.current
+    ks, js, is_ = (np.linspace(0.3, 0.7, 5) * (s - 1) for s in vol.shape)
+    grid = np.array([vol.voxel_to_patient(np.array([k, j, i])) for k in ks for j in js for i in is_])
+    taken = [np.asarray(r["current_mm"], float) for r in pair.nodules if r.get("current_mm") is not None]
+    out: list[np.ndarray] = []
+    for _ in range(n):
+        d = np.min([np.linalg.norm(grid - t, axis=1) for t in taken + out], axis=0)
+        out.append(grid[int(np.argmax(d))])
+    return out
+
+
+def test_masses_are_paired_grown_new_and_resolved(pair):
+    """Test the mass comparison: a mass that grew (volume, long axis, VDT), a nodule that grew into a mass, a new
+    mass and a resolved one, with the nodules a mass pair uses kept out of the nodule pairing."""
+    from inference.compare import MASS_REL_SD, change_text
+    from inference.results import Finding
+
+    def mass(xyz, volume_ml, long_axis, kind="mass"):
+        return Finding(kind=kind, probability=0.9, center_mm=tuple(float(v) for v in xyz), center_voxel=(0, 0, 0),
+                       diameter_mm=long_axis, volume_ml=volume_ml, lung_rads="4B", texture="solid")
+
+    grown_c, from_nodule_c, new_c, gone_c = _far_points(pair, 4)
+    to_prior = pair.mapping.to_prior
+    cur = truth_findings(pair, "current", jitter_mm=1.0, seed=1)
+    pri = truth_findings(pair, "prior", jitter_mm=1.0, seed=2)
+    cur += [mass(grown_c, 60.0, 52.0), mass(from_nodule_c, 22.0, 36.0), mass(new_c, 30.0, 41.0)]
+    pri += [mass(to_prior(grown_c)[0], 40.0, 45.0), mass(to_prior(from_nodule_c)[0], 8.0, 25.0, kind="nodule"),
+            mass(to_prior(gone_c)[0], 35.0, 44.0)]
+    comp = compare_studies(StudyInput(pair.current, cur, pair.current_date), StudyInput(pair.prior, pri, pair.prior_date))
+    masses = {p.current_index: p for p in comp.pairs if p.kind == "mass"}
+    n0 = len(cur) - 3
+    assert set(masses) == {n0, n0 + 1}
+    g = masses[n0]
+    assert g.prior_index == len(pri) - 3 and g.basis == "segmentation" and g.status == "growing"
+    assert abs(g.volume_change_pct - 50.0) < 1e-6 and g.diameter_change_mm == 7.0
+    assert abs(g.vdt_days - pair.interval_days * np.log(2) / np.log(1.5)) < 1e-6
+    assert g.sigma_mm3 == np.hypot(MASS_REL_SD * 60000.0, MASS_REL_SD * 40000.0)
+    assert change_text(g.to_dict()) == "mass growing, +50 %"
+    assert masses[n0 + 1].prior_index == len(pri) - 2 and masses[n0 + 1].status == "growing"  # nodule -> mass
+    # the nodule that became a mass is neither resolved nor paired with a nodule; the truth nodules are unchanged
+    assert all(p.prior_index != len(pri) - 2 for p in comp.pairs if p.kind == "nodule")
+    assert sum(p.kind == "nodule" for p in comp.pairs) == len(RATIOS)
+    assert [n["current_index"] for n in comp.new if n.get("kind") == "mass"] == [n0 + 2]
+    assert [r["prior_index"] for r in comp.resolved if r.get("kind") == "mass"] == [len(pri) - 1]
+    assert all(r.get("kind") != "mass" or r["prior_index"] != len(pri) - 2 for r in comp.resolved)
+    assert comp.summary()["masses"] == 2
+    annotate_findings(cur, comp)
+    assert cur[n0].extra["change"] == "growing" and cur[n0].extra["prior_volume_mm3"] == 40000.0
+    assert cur[n0 + 2].extra["change"] == "new" and cur[n0].lung_rads == "4B"
+    from inference.priors import format_comparison
+
+    text = format_comparison(comp.to_dict())
+    assert "mass growing, +50 %" in text and "new mass" in text and "mass resolved" in text
