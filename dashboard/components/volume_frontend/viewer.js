@@ -17,8 +17,13 @@ const PLANES = ["axial", "coronal", "sagittal"];
 const state = {
   args: null, ctUrl: null, ct: null, overlays: new Map(), wanted: new Map(), navSeq: null, tool: "window",
   plane: 0, clickSeq: 0, ready: false, firstImageMs: null, loadStart: performance.now(), outline: false,
-  lastMeasureMm: null, down: null, hover: null, loading: Promise.resolve(),
+  lastMeasureMm: null, down: null, hover: null, loading: Promise.resolve(), marks: {},
 };
+// the page's timeline in epoch ms (the benchmark compares it with the moment it clicked "Open")
+function mark(name) { state.marks[name] = Math.round(performance.timeOrigin + performance.now()); }
+const FIRST = window.triageFirst || { args: null, marks: {} };  // first.js: the first image, the early args
+Object.assign(state.marks, FIRST.marks, { navigation: Math.round(performance.timeOrigin) });
+mark("viewerScript");
 
 function post(type, extra) {
   window.parent.postMessage(Object.assign({ isStreamlitMessage: true, type: type }, extra), "*");
@@ -240,19 +245,34 @@ async function syncOverlays(specs) {
 async function loadStudy(args) {
   state.ready = false;
   document.body.dataset.ready = "0";
-  $("msg").textContent = "Loading the study…";
-  $("msg").style.display = "";
   state.loadStart = performance.now();
+  const fi = args.first_image;
+  if (fi && FIRST.show && FIRST.shownUrl && FIRST.shownUrl !== fi.url) FIRST.show(fi);  // (a later study in this frame)
+  else if (!fi) $("msg").textContent = "Loading the study…";
+  $("msg").style.display = "";
+  mark("load");
   state.overlays.clear();  // (loadVolumes replaces every volume)
   const c = args.ct;
-  // one refresh and one draw: the window and the layout are set before the load
+  // The opening slice (the one first.js drew) is set before the load, so the load's one draw shows it:
+  // NiiVue's fraction of a voxel index is (index + 0.5) / count, along RAS axes.
+  if (Number.isInteger(c.k)) {
+    const m = args.lps_to_ijk, d = args.dims;
+    // (the sign of the k axis along superior: from the inverse affine's row k, superior = +z in LPS and RAS)
+    const kUp = m[2][2] >= 0;
+    nv.scene.crosshairPos = [0.5, 0.5, kUp ? (c.k + 0.5) / d[2] : (d[2] - c.k - 0.5) / d[2]];
+  }
+  // one refresh and one draw: the window and the layout are set before the load. The CT is an uncompressed
+  // NIfTI; "Range: bytes=0-" makes the server answer 206, which its gzip middleware leaves alone (volume_viewer.py).
   await nv.loadVolumes([{ url: c.url, name: c.name, colormap: "gray", trustCalMinMax: true,
+    headers: { Range: "bytes=0-" },
     cal_min: c.level - c.width / 2, cal_max: c.level + c.width / 2, colorbarVisible: false }]);
   state.ct = nv.volumes[0];
   state.ct.colorbarVisible = false;
   // gl.finish() does not wait in Chromium; reading a pixel does, so the figure includes the GPU's work
   nv.gl.readPixels(0, 0, 1, 1, nv.gl.RGBA, nv.gl.UNSIGNED_BYTE, new Uint8Array(4));
   state.firstImageMs = performance.now() - state.loadStart;
+  mark("viewer");
+  if (FIRST.hide) FIRST.hide(); else $("first").style.display = "none";
   $("msg").style.display = "none";
   state.ready = true;
   document.body.dataset.ready = "1";
@@ -261,6 +281,7 @@ async function loadStudy(args) {
   // let the browser show the first image before the overlays' render (seconds in software WebGL) holds the page
   await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(resolve, 50))));
   await syncOverlays(args.overlays || []);
+  mark("overlays");
 }
 
 function navigate(nav) {
@@ -288,6 +309,7 @@ function presets(list) {
 
 function onRender(args) {
   const first = state.args === null;
+  if (first) mark("viewerArgs");
   state.args = args;
   if (wrap.style.height !== `${args.canvas_height}px`) {
     wrap.style.height = `${args.canvas_height}px`;  // NiiVue sizes the canvas to its parent
@@ -422,13 +444,10 @@ $("zoom-in").addEventListener("click", () => zoom(1.25));
 $("zoom-out").addEventListener("click", () => zoom(0.8));
 $("reset").addEventListener("click", reset);
 
-window.addEventListener("message", (event) => {
-  if (event.data && event.data.type === "streamlit:render") onRender(event.data.args);
-});
-
 // test and benchmark hooks: the viewer's state, and one timed slice step (key press to finished frame)
 window.triageViewer = {
   nv: nv, state: state,
+  marks() { return Object.assign({}, FIRST.marks, state.marks); },
   timedStep(n) {
     const t = performance.now();
     step(n);
@@ -439,7 +458,11 @@ window.triageViewer = {
 };
 
 nv.attachToCanvas(canvas).then(() => {
+  mark("attached");
   nv.setSliceType(NV.SLICE_TYPE.MULTIPLANAR);  // (no volume yet: nothing to render)
   setTool("window");
-  post("streamlit:componentReady", { apiVersion: 1 });
+  // first.js answered Streamlit and holds the latest args; from now on the render messages come here
+  FIRST.onRender = onRender;
+  if (FIRST.args) onRender(FIRST.args);
+  else post("streamlit:componentReady", { apiVersion: 1 });
 });
