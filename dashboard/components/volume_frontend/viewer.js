@@ -57,6 +57,48 @@ const nv = new NV.Niivue({
 // volume on every CT refresh: load, window change), which only lights the 3D render this viewer never shows.
 nv.opts.triageNoGradient = true;
 
+// --- the scrolling resolution (software WebGL only) ---------------------------------------------------
+// A slice change redraws the whole canvas (1062 x 600 CSS px, four tiles), and in software WebGL (SwiftShader,
+// no GPU) the time goes into rasterising those pixels: ~150-250 ms a frame at full resolution, ~35 ms with
+// the canvas backed by half as many pixels per side (measured; the volume's size hardly matters). So while
+// the reader scrolls, a software renderer draws at SCROLL_SCALE, and 300 ms after the last step the still
+// image is drawn again at full resolution. With a hardware renderer the canvas always has full resolution.
+const SCROLL_SCALE = 0.5;
+const SETTLE_MS = 300;
+const scrollRes = { software: false, renderer: "", low: false, timer: null };
+function detectSoftware(gl) {
+  let name = "";
+  try {
+    const ext = gl.getExtension("WEBGL_debug_renderer_info");
+    name = String(gl.getParameter(ext ? ext.UNMASKED_RENDERER_WEBGL : gl.RENDERER) || "");
+  } catch (err) { /* unknown: treat as hardware */ }
+  scrollRes.renderer = name;
+  scrollRes.software = /swiftshader|llvmpipe|softpipe|software|basic render/i.test(name);
+  document.body.dataset.renderer = scrollRes.software ? "software" : "hardware";
+}
+function setBacking(scale) {
+  // NiiVue's resizeListener sizes the canvas for forceDevicePixelRatio and draws; the draw is left to the caller
+  nv.opts.forceDevicePixelRatio = scale * (window.devicePixelRatio || 1);
+  nv.drawScene = () => {};
+  try { nv.resizeListener(); } finally { delete nv.drawScene; }
+}
+function scrolling() {
+  if (!scrollRes.software) return;
+  if (!scrollRes.low) {
+    scrollRes.low = true;
+    setBacking(SCROLL_SCALE);
+  }
+  clearTimeout(scrollRes.timer);
+  scrollRes.timer = setTimeout(settle, SETTLE_MS);
+}
+function settle() {
+  clearTimeout(scrollRes.timer);
+  if (!scrollRes.low) return;
+  scrollRes.low = false;
+  setBacking(1);
+  nv.drawScene();
+}
+
 const TOOL_MODES = { window: NV.DRAG_MODE.windowing, measure: NV.DRAG_MODE.measurement, pan: NV.DRAG_MODE.pan };
 function setTool(tool) {
   state.tool = tool;
@@ -351,6 +393,7 @@ wrap.addEventListener("wheel", (e) => {
     e.stopPropagation();
     zoom(e.deltaY < 0 ? 1.15 : 1 / 1.15);
   } else {
+    scrolling();  // (NiiVue's own wheel handler moves the slice and draws)
     queueStatus();
   }
 }, { capture: true, passive: false });
@@ -400,6 +443,7 @@ wrap.addEventListener("mouseenter", () => {
 });
 
 function step(n) {
+  scrolling();
   const plane = state.plane || 0;  // 0 axial (z), 1 coronal (y), 2 sagittal (x), in NiiVue's RAS voxels
   const v = [0, 0, 0];
   v[[2, 1, 0][plane] ?? 2] = n;
@@ -446,7 +490,15 @@ $("reset").addEventListener("click", reset);
 
 // test and benchmark hooks: the viewer's state, and one timed slice step (key press to finished frame)
 window.triageViewer = {
-  nv: nv, state: state,
+  nv: nv, state: state, scrollRes: scrollRes,
+  settle: settle,
+  timedFullFrame() {  // the still image at full resolution, as drawn when scrolling stops
+    settle();
+    const t = performance.now();
+    nv.drawScene();
+    nv.gl.readPixels(0, 0, 1, 1, nv.gl.RGBA, nv.gl.UNSIGNED_BYTE, new Uint8Array(4));
+    return performance.now() - t;
+  },
   marks() { return Object.assign({}, FIRST.marks, state.marks); },
   timedStep(n) {
     const t = performance.now();
@@ -459,6 +511,7 @@ window.triageViewer = {
 
 nv.attachToCanvas(canvas).then(() => {
   mark("attached");
+  detectSoftware(nv.gl);
   nv.setSliceType(NV.SLICE_TYPE.MULTIPLANAR);  // (no volume yet: nothing to render)
   setTool("window");
   // first.js answered Streamlit and holds the latest args; from now on the render messages come here
