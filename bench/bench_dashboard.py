@@ -228,7 +228,7 @@ def main() -> None:
     full = fig["full"]
     name = f"full-resolution still frame (median {np.median(full):.1f})"
     print(f"{name:<48}{float(np.percentile(full, 95)):>8.1f}ms")
-    print(f"(renderer: {fig['renderer']}; with a software renderer the viewer scrolls at half resolution and draws")
+    print(f"(renderer: {fig['renderer']}; with a software renderer the viewer scrolls at 0.4 resolution and draws")
     print(" the still image at full resolution 300 ms after the last step, see dashboard/README.md)")
     print("(ratio > 1.00x meets the target)")
 

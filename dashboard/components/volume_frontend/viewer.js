@@ -59,13 +59,14 @@ nv.opts.triageNoGradient = true;
 
 // --- the scrolling resolution (software WebGL only) ---------------------------------------------------
 // A slice change redraws the whole canvas (1062 x 600 CSS px, four tiles), and in software WebGL (SwiftShader,
-// no GPU) the time goes into rasterising those pixels: ~150-250 ms a frame at full resolution, ~35 ms with
-// the canvas backed by half as many pixels per side (measured; the volume's size hardly matters). So while
-// the reader scrolls, a software renderer draws at SCROLL_SCALE, and 300 ms after the last step the still
-// image is drawn again at full resolution. With a hardware renderer the canvas always has full resolution.
-const SCROLL_SCALE = 0.5;
+// no GPU) the time goes into rasterising those pixels: ~150-250 ms a frame at full resolution; with the canvas
+// backed by 0.5 of the pixels per side at best 33-35 ms, by 0.4 at best 15-24 ms (2 shared cores; the volume's
+// size hardly matters; dashboard/README.md). So while the reader scrolls, a software renderer draws at
+// SCROLL_SCALE (the axial tile: 240 pixels for 600 CSS pixels), and 300 ms after the last step the still image
+// is drawn again at full resolution. With a hardware renderer the canvas always has full resolution.
+const SCROLL_SCALE = 0.4;
 const SETTLE_MS = 300;
-const scrollRes = { software: false, renderer: "", low: false, timer: null };
+const scrollRes = { software: false, renderer: "", low: false, timer: null, scale: SCROLL_SCALE };
 function detectSoftware(gl) {
   let name = "";
   try {
@@ -86,7 +87,7 @@ function scrolling() {
   if (!scrollRes.software) return;
   if (!scrollRes.low) {
     scrollRes.low = true;
-    setBacking(SCROLL_SCALE);
+    setBacking(scrollRes.scale);
   }
   clearTimeout(scrollRes.timer);
   scrollRes.timer = setTimeout(settle, SETTLE_MS);
