@@ -53,13 +53,17 @@ window.triageFirst = (function () {
       canvas.style.display = "";
       self.k = info.k;
       canvas.dataset.k = info.k;
-      mark("first");
-      document.body.dataset.firstImage = "1";
+      // on screen after the next paint: two animation frames (the mark is the browser clock's, for the bench);
+      // NiiVue's script (parsing it holds the page ~0.3 s) is loaded only then
+      requestAnimationFrame(() => requestAnimationFrame(() => {
+        mark("first");
+        document.body.dataset.firstImage = "1";
+        loadViewer();
+      }));
       window.parent.postMessage({ isStreamlitMessage: true, type: "streamlit:setFrameHeight", height: document.body.scrollHeight }, "*");
       const msg = document.getElementById("msg");
       msg.textContent = "Loading the study… (a first image: scrolling starts when the whole study is in)";
       msg.style.top = "auto"; msg.style.bottom = "6px";
-      loadViewer();
     };
     img.onerror = loadViewer;
     img.src = info.url;
