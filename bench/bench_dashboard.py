@@ -138,6 +138,7 @@ def viewer_figures(page, study_id: int, n: int) -> dict:
     opened = page.evaluate("() => window.__openAt")
     browser_first = (marks.get("first", marks["viewer"]) - opened) / 1000
     browser_viewer = (marks["viewer"] - opened) / 1000
+    timeline = {k: v - opened for k, v in sorted(marks.items(), key=lambda kv: kv[1])}
     steps = [handle.evaluate(f"() => window.triageViewer.timedStep({1 if k % 20 < 10 else -1})") for k in range(n)]
     full = [handle.evaluate("() => window.triageViewer.timedFullFrame()") for _ in range(10)]
     renderer = frame.locator("body").get_attribute("data-renderer")
@@ -161,6 +162,7 @@ def viewer_figures(page, study_id: int, n: int) -> dict:
         "presses": np.array(presses),
         "full": np.array(full),
         "renderer": renderer,
+        "timeline": timeline,
     }
 
 
@@ -219,6 +221,7 @@ def main() -> None:
     print(f"{'NiiVue first frame (open click, browser clock)':<48}{fig['browser_viewer_s']:>9.2f}s")
     print(f"{'  (the same seen by Playwright)':<48}{fig['viewer_s']:>9.2f}s")
     print(f"{'  of which in the viewer (load start to frame)':<48}{fig['first_ms'] / 1000:>9.2f}s")
+    print("  the frame's timeline, ms after the click:", ", ".join(f"{k} {v}" for k, v in fig["timeline"].items()))
     steps, presses = fig["steps"], fig["presses"]
     for label, ch in (("slice change p95, browser", steps), ("slice change p95, key press", presses)):
         p95 = float(np.percentile(ch, 95))
