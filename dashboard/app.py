@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import functools
 import html
-import importlib
 import sys
-import threading
 from pathlib import Path
 
 import streamlit as st
@@ -128,17 +126,7 @@ def top_bar(user: auth.SignedIn) -> None:
         st.rerun()
 
 
-def warm_imports() -> None:
-    """Import pandas in a background thread, once per server process. Streamlit imports it lazily on the first
-    custom-component call (to check whether an argument is a data frame): on the review page that is the
-    keyboard map's, just before the viewer, and it cost 0.7-1.4 s of the first opened case's first image here
-    (cProfile of that call; 2 cores under load 4). No page of ours needs it before then."""
-    if "pandas" not in sys.modules:
-        threading.Thread(target=importlib.import_module, args=("pandas",), name="warm-pandas", daemon=True).start()
-
-
 def main() -> None:
-    warm_imports()
     st.set_page_config(page_title="Chest CT triage", page_icon="🫁", layout="wide", initial_sidebar_state="collapsed")
     page_chrome()
     _, error = data.engine_or_error()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -296,19 +297,21 @@ def volume_viewer(
     overlays = _overlay_specs(folder, files, key, reader) if ai_shown else []
     if not ai_shown and reader is not None:
         overlays = _overlay_specs(folder, {}, key, reader)
-    value = _component(
-        ct={"url": ct_url, "name": "ct.nii", "level": level, "width": width, "k": k0},
-        first_image=first_image,
-        overlays=overlays,
-        presets=[{"key": k, "name": n, "level": lv, "width": w} for k, n, lv, w in PRESETS],
-        lps_to_ijk=lps_to_ijk(vol),
-        dims=[vol.shape[2], vol.shape[1], vol.shape[0]],
-        nav=None if nav is None else {"seq": int(nav[0]), "lps": [float(v) for v in nav[1]]},
-        clickable=clickable,
-        canvas_height=int(height),
-        key=key,
-        default=None,
-    )
+    spec = {
+        "ct": {"url": ct_url, "name": "ct.nii", "level": level, "width": width, "k": k0},
+        "first_image": first_image,
+        "overlays": overlays,
+        "presets": [{"key": k, "name": n, "level": lv, "width": w} for k, n, lv, w in PRESETS],
+        "lps_to_ijk": lps_to_ijk(vol),
+        "dims": [vol.shape[2], vol.shape[1], vol.shape[0]],
+        "nav": None if nav is None else {"seq": int(nav[0]), "lps": [float(v) for v in nav[1]]},
+        "clickable": clickable,
+        "canvas_height": int(height),
+    }
+    # One JSON string, not lists and dicts: Streamlit checks every non-scalar argument of a custom component for
+    # a data frame, which imports pandas and pyarrow on the first call in a server process (0.7-1.4 s here, on
+    # the way to the first image). first.js unpacks it.
+    value = _component(spec=json.dumps(spec), key=key, default=None)
     return new_click(value, vol, st.session_state.setdefault(f"{key}_seen", {}))
 
 

@@ -78,7 +78,9 @@ window.triageFirst = (function () {
 
   window.addEventListener("message", (event) => {
     if (!(event.data && event.data.type === "streamlit:render")) return;
-    const args = event.data.args;
+    // volume_viewer.py sends its args as one JSON string ("spec"; see there why)
+    const raw = event.data.args || {};
+    const args = typeof raw.spec === "string" ? JSON.parse(raw.spec) : raw;
     const first = self.args === null;
     self.args = args;
     if (self.onRender) { self.onRender(args); return; }

@@ -1,6 +1,6 @@
 "use strict";
 /*
- * The reading viewer. Args (from volume_viewer.py): ct {url, name, level, width}, overlays [{id, url, name,
+ * The reading viewer. Args (from volume_viewer.py, as one JSON string that first.js unpacks): ct {url, name, level, width}, overlays [{id, url, name,
  * colormap, opacity, cal_min, cal_max, colorbar, key, label, swatch|ramp}], presets [{key, name, level, width}],
  * lps_to_ijk (4x4 row-major), dims [ni, nj, nk], nav {seq, lps}, height, clickable.
  * Mouse: wheel = slice (the plane under the pointer), ctrl+wheel = zoom, left-drag = the tool (W window/level,
