@@ -5,10 +5,12 @@ seeded review cases of the UI tests (``tests/dashboard/seed.py``). Measures, in 
 
 * first render of the worklist after sign-in (target <= 2 s);
 * the client-side viewer (NiiVue, WebGL2; SwiftShader in headless Chromium here) on a 300-slice 512 x 512
-  study: the first image after "Open" on the worklist (target <= 2 s), and the slice change p95 over 60
-  changes (target <= 50 ms), both as the browser's own clock says: a slice step from the key handler until
-  the frame is drawn (``gl.readPixels`` waits for it), and, for reference, a real key press seen by
-  Playwright (which adds its own round trip);
+  study: the first image after "Open" on the worklist (target <= 2 s; the server's PNG of the opening slice,
+  which the viewer shows until NiiVue has the study; NiiVue's own first frame is reported too), and the slice
+  change p95 over 60 changes (target <= 50 ms), both as the browser's own clock says: from the page's click
+  event to the frame's mark, and a slice step from the key handler until the frame is drawn
+  (``gl.readPixels`` waits for it), and, for reference, a real key press seen by Playwright (which adds its
+  own round trip); the full-resolution still frame that follows a scroll in software WebGL;
 * the analytics page with 100,000 readings until its first figures are on screen (target <= 3 s).
 
 Usage: ``.venv/bin/python bench/bench_dashboard.py [--studies 10000] [--sessions 100000]``.
@@ -108,23 +110,38 @@ def big_study(data_dir: Path, slices: int = 300, size: int = 512) -> int:
     return study.id
 
 
-def viewer_figures(page, study_id: int, n: int) -> tuple[float, float, np.ndarray, np.ndarray]:
-    """Open ``study_id`` from the worklist; returns (seconds from the click to the first drawn image, the
-    browser's own ms from the viewer's load start to it, per-step ms in the browser, per-key-press ms)."""
+def viewer_figures(page, study_id: int, n: int) -> dict:
+    """Open ``study_id`` from the worklist; returns the seconds from the click to the first image on screen (the
+    server's PNG of the opening slice, which the viewer shows until NiiVue has drawn) and to NiiVue's first
+    frame, each as Playwright sees it (it polls, so it adds up to its polling interval) and by the browser's
+    clock (the page's click event to the frame's own marks); the browser's own ms from the viewer's load start
+    to NiiVue's frame; per-step ms in the browser; per-key-press ms."""
     from playwright.sync_api import expect
 
+    page.evaluate(
+        "() => document.addEventListener('click', () => { window.__openAt = Date.now(); }, {capture: true, once: true})"
+    )
     t = time.perf_counter()
     page.locator(f".st-key-wl_row_{study_id}").get_by_role("button", name="Open").click()
     frame = page.frame_locator("iframe[title*='triage_volume_viewer']")
     try:
+        expect(frame.locator("body[data-first-image='1'], body[data-ready='1']")).to_have_count(1, timeout=10 * T)
+        first_s = time.perf_counter() - t
         expect(frame.locator("body[data-ready='1']")).to_have_count(1, timeout=10 * T)
     except AssertionError:
         print("viewer not ready; its message:", frame.locator("#msg").inner_text(timeout=T))
         raise
-    first_s = time.perf_counter() - t
+    viewer_s = time.perf_counter() - t
     first_ms = float(frame.locator("body").get_attribute("data-first-image-ms"))
     handle = next(f for f in page.frames if "triage_volume_viewer" in (f.url or ""))
+    marks = handle.evaluate("() => window.triageViewer.marks()")
+    opened = page.evaluate("() => window.__openAt")
+    browser_first = (marks.get("first", marks["viewer"]) - opened) / 1000
+    browser_viewer = (marks["viewer"] - opened) / 1000
+    timeline = {k: v - opened for k, v in sorted(marks.items(), key=lambda kv: kv[1])}
     steps = [handle.evaluate(f"() => window.triageViewer.timedStep({1 if k % 20 < 10 else -1})") for k in range(n)]
+    full = [handle.evaluate("() => window.triageViewer.timedFullFrame()") for _ in range(10)]
+    renderer = frame.locator("body").get_attribute("data-renderer")
     box = frame.locator("#gl").bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5)
     slices = frame.locator("#slices")
@@ -135,7 +152,18 @@ def viewer_figures(page, study_id: int, n: int) -> tuple[float, float, np.ndarra
         page.keyboard.press("ArrowUp" if k % 20 < 10 else "ArrowDown")
         expect(slices).not_to_have_attribute("data-k", before, timeout=T)
         presses.append((time.perf_counter() - t) * 1000)
-    return first_s, first_ms, np.array(steps), np.array(presses)
+    return {
+        "first_s": first_s,
+        "viewer_s": viewer_s,
+        "browser_first_s": browser_first,
+        "browser_viewer_s": browser_viewer,
+        "first_ms": first_ms,
+        "steps": np.array(steps),
+        "presses": np.array(presses),
+        "full": np.array(full),
+        "renderer": renderer,
+        "timeline": timeline,
+    }
 
 
 def analytics(page) -> float:
@@ -179,7 +207,7 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1920, "height": 1080})
             page.on("console", lambda m: print("browser:", m.text[:160]) if "niivue" in m.text.lower() else None)
             sign_in(page, url)
-            first_s, first_ms, steps, presses = viewer_figures(page, big_id, args.changes)
+            fig = viewer_figures(page, big_id, args.changes)
         browser.close()
 
     print(f"{'measure':<48}{'value':>10}{'target':>10}{'ratio':>8}")
@@ -187,9 +215,14 @@ def main() -> None:
         name = f"worklist first render, {args.studies} studies"
         print(f"{name:<48}{worklist_s:>9.2f}s{2.0:>9.1f}s{2.0 / worklist_s:>7.2f}x")
     name = f"first image, {args.slices}x{args.size}x{args.size} study (open click)"
-    print(f"{name:<48}{first_s:>9.2f}s{2.0:>9.1f}s{2.0 / first_s:>7.2f}x")
-    name = "  of which in the viewer (load start to frame)"
-    print(f"{name:<48}{first_ms / 1000:>9.2f}s")
+    first = fig["browser_first_s"]
+    print(f"{name:<48}{first:>9.2f}s{2.0:>9.1f}s{2.0 / first:>7.2f}x")
+    print(f"{'  (the same seen by Playwright, which polls)':<48}{fig['first_s']:>9.2f}s")
+    print(f"{'NiiVue first frame (open click, browser clock)':<48}{fig['browser_viewer_s']:>9.2f}s")
+    print(f"{'  (the same seen by Playwright)':<48}{fig['viewer_s']:>9.2f}s")
+    print(f"{'  of which in the viewer (load start to frame)':<48}{fig['first_ms'] / 1000:>9.2f}s")
+    print("  the frame's timeline, ms after the click:", ", ".join(f"{k} {v}" for k, v in fig["timeline"].items()))
+    steps, presses = fig["steps"], fig["presses"]
     for label, ch in (("slice change p95, browser", steps), ("slice change p95, key press", presses)):
         p95 = float(np.percentile(ch, 95))
         name = f"{label} (median {np.median(ch):.1f}, n={len(ch)})"
@@ -197,6 +230,11 @@ def main() -> None:
     if analytics_s is not None:
         name = f"analytics page, {args.sessions} readings"
         print(f"{name:<48}{analytics_s:>9.2f}s{3.0:>9.1f}s{3.0 / analytics_s:>7.2f}x")
+    full = fig["full"]
+    name = f"full-resolution still frame (median {np.median(full):.1f})"
+    print(f"{name:<48}{float(np.percentile(full, 95)):>8.1f}ms")
+    print(f"(renderer: {fig['renderer']}; with a software renderer the viewer scrolls at 0.4 resolution and draws")
+    print(" the still image at full resolution 300 ms after the last step, see dashboard/README.md)")
     print("(ratio > 1.00x meets the target)")
 
 

@@ -22,8 +22,12 @@ REVIEW_KEYS: dict[str, str] = {
 
 
 def key_press(keys: dict[str, str], *, key: str = "keymap") -> dict | None:
-    """Place the (invisible) listener; returns the latest press ``{"key", "seq"}`` or None."""
-    return _component(keys=list(keys), key=key, default=None)
+    """Place the (invisible) listener; returns the latest press ``{"key", "seq"}`` or None.
+
+    The keys go as a tuple: Streamlit checks every other non-scalar argument of a custom component for a data
+    frame, which imports pandas and pyarrow on the first call in a server process (0.7-1.4 s here, on the way
+    to the first opened case's image)."""
+    return _component(keys=tuple(keys), key=key, default=None)
 
 
 def new_press(value: Any, seen: dict[str, Any]) -> str | None:

@@ -4,10 +4,12 @@ uses, clicks turned into voxels, the keyboard map's press handling, and the repo
 from __future__ import annotations
 
 import gzip
+import io
 
 import nibabel as nib
 import numpy as np
 import pytest
+from PIL import Image
 
 from dashboard import report
 from dashboard.components import keys, volume_viewer
@@ -49,6 +51,25 @@ def test_lps_to_ijk_inverts_the_affine_and_clicks_become_voxels():
     assert click is not None and click.kji == (2, 3, 4) and click.plane == "coronal"
     assert volume_viewer.new_click(value, vol, seen) is None  # the same click is handled once
     assert volume_viewer.new_click({"type": "click", "seq": 2, "lps": "x"}, vol, seen) is None
+
+
+def test_first_image_is_the_opening_axial_slice_in_the_opening_window():
+    """Test that the first image (shown before NiiVue has the study) is axial slice ``k`` windowed like the
+    viewer, patient's left on the right (columns along +i for an LPS volume, flipped for a -x one), and that an
+    oblique acquisition gets none (the viewer then waits for NiiVue)."""
+    hu = np.random.default_rng(0).integers(-1000, 400, (7, 5, 6)).astype(np.int16)
+    vol = Volume(hu=hu, spacing_mm=(2.5, 0.8, 0.7), origin_mm=(0.0, 0.0, 0.0))
+    k = volume_viewer.first_slice(vol)
+    assert k == 3
+    png = volume_viewer.first_image_png(vol, k, -600.0, 1500.0)
+    assert png is not None
+    grey = np.asarray(Image.open(io.BytesIO(png)))
+    expected = np.clip((hu[k].astype(np.float32) + 1350.0) * 255.0 / 1500.0, 0, 255).astype(np.uint8)
+    assert grey.shape == (5, 6) and np.array_equal(grey, expected)
+    flipped = Volume(hu=hu, spacing_mm=(2.5, 0.8, 0.7), origin_mm=(0.0, 0.0, 0.0), direction=np.diag([-1.0, 1, 1]))
+    png = volume_viewer.first_image_png(flipped, k, -600.0, 1500.0)
+    assert png is not None and np.array_equal(np.asarray(Image.open(io.BytesIO(png))), expected[:, ::-1])
+    assert volume_viewer.first_image_png(volume(), 1, -600.0, 1500.0) is None  # the tilted gantry
 
 
 def test_ctpa_window_and_key_presses():

@@ -49,6 +49,72 @@ def slice_k(page: Page) -> int:
     return int(frame(page).locator("#slices").get_attribute("data-k"))
 
 
+# NiiVue's hero axial tile and the first image (first.js), sampled on a grid at the same page points: grey levels.
+_COMPARE_JS = """() => {
+  const v = window.triageViewer, nv = v.nv, gl = nv.gl;
+  v.settle();
+  nv.drawScene();
+  const W = gl.drawingBufferWidth, H = gl.drawingBufferHeight;
+  const px = new Uint8Array(W * H * 4);
+  gl.readPixels(0, 0, W, H, gl.RGBA, gl.UNSIGNED_BYTE, px);
+  const tile = nv.screenSlices[0].leftTopWidthHeight;
+  const first = document.getElementById("first");
+  const fd = first.getContext("2d").getImageData(0, 0, first.width, first.height).data;
+  const out = [];
+  for (let a = 0; a < 24; a++) for (let b = 0; b < 24; b++) {
+    const x = tile[0] + tile[2] * (0.1 + 0.8 * (a + 0.5) / 24), y = tile[1] + tile[3] * (0.1 + 0.8 * (b + 0.5) / 24);
+    const gi = 4 * (Math.round(x) + W * (H - 1 - Math.round(y)));
+    const fx = Math.round(x * first.width / W), fy = Math.round(y * first.height / H);
+    out.push([px[gi], fd[4 * (fx + first.width * fy)]]);
+  }
+  return { grey: out, k: first.dataset.k, renderer: document.body.dataset.renderer };
+}"""
+
+
+def test_first_image_is_the_opening_slice_the_viewer_then_draws(viewer_page: Page):
+    """Test that the first image (the server's PNG of the opening axial slice, on screen before NiiVue has the
+    study) is the slice NiiVue opens on, in the same window, where NiiVue draws it: the same grey levels at the
+    same points of NiiVue's axial tile (not a flipped or shifted image, not a placeholder)."""
+    page = viewer_page
+    f = frame(page)
+    assert f.locator("body").get_attribute("data-first-image") == "1"
+    assert f.locator("#first").get_attribute("data-k") == f.locator("#slices").get_attribute("data-k")
+    handle = next(fr for fr in page.frames if "triage_volume_viewer" in (fr.url or ""))
+    got = handle.evaluate(_COMPARE_JS)
+    pairs = [(int(a), int(b)) for a, b in got["grey"]]
+    niivue = [a for a, _ in pairs]
+    first = [b for _, b in pairs]
+    assert max(niivue) - min(niivue) > 60  # the tile shows an image, not a blank
+    diffs = sorted(abs(a - b) for a, b in pairs)
+    assert diffs[len(diffs) // 2] <= 12, diffs[len(diffs) // 2]  # median difference in grey levels
+    assert sum(d > 40 for d in diffs) <= len(diffs) // 10
+    for mirrored in (
+        [first[(23 - a) * 24 + b] for a in range(24) for b in range(24)],  # left-right
+        [first[a * 24 + 23 - b] for a in range(24) for b in range(24)],  # front-back
+    ):
+        assert sum(abs(x - y) for x, y in zip(niivue, mirrored)) > 2 * sum(diffs)
+
+
+def test_scrolling_draws_at_low_resolution_in_software_then_full(viewer_page: Page):
+    """Test that with a software renderer the canvas is backed by fewer pixels (the viewer's scroll scale, 0.4
+    per side) while the slice changes and goes back to full resolution when scrolling stops (a hardware renderer
+    keeps full resolution)."""
+    page = viewer_page
+    handle = next(fr for fr in page.frames if "triage_volume_viewer" in (fr.url or ""))
+    full_w = handle.evaluate("() => window.triageViewer.nv.gl.canvas.width")
+    during = handle.evaluate(
+        "() => { const v = window.triageViewer; v.timedStep(1); const w = v.nv.gl.canvas.width;"
+        " v.timedStep(-1); return w; }"
+    )
+    if frame(page).locator("body").get_attribute("data-renderer") == "software":
+        scale = handle.evaluate("() => window.triageViewer.scrollRes.scale")
+        assert 0 < scale < 1 and abs(during - full_w * scale) <= 1, (during, full_w, scale)
+    else:
+        assert during == full_w
+    handle.wait_for_function("() => !window.triageViewer.scrollRes.low", timeout=T)
+    assert handle.evaluate("() => window.triageViewer.nv.gl.canvas.width") == full_w
+
+
 def test_wheel_and_arrow_keys_over_the_image_change_the_slice(viewer_page: Page):
     """Test that the mouse wheel and the arrow keys over the axial image change the axial slice in the browser."""
     page = viewer_page

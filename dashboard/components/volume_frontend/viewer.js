@@ -1,6 +1,6 @@
 "use strict";
 /*
- * The reading viewer. Args (from volume_viewer.py): ct {url, name, level, width}, overlays [{id, url, name,
+ * The reading viewer. Args (from volume_viewer.py, as one JSON string that first.js unpacks): ct {url, name, level, width}, overlays [{id, url, name,
  * colormap, opacity, cal_min, cal_max, colorbar, key, label, swatch|ramp}], presets [{key, name, level, width}],
  * lps_to_ijk (4x4 row-major), dims [ni, nj, nk], nav {seq, lps}, height, clickable.
  * Mouse: wheel = slice (the plane under the pointer), ctrl+wheel = zoom, left-drag = the tool (W window/level,
@@ -17,8 +17,13 @@ const PLANES = ["axial", "coronal", "sagittal"];
 const state = {
   args: null, ctUrl: null, ct: null, overlays: new Map(), wanted: new Map(), navSeq: null, tool: "window",
   plane: 0, clickSeq: 0, ready: false, firstImageMs: null, loadStart: performance.now(), outline: false,
-  lastMeasureMm: null, down: null, hover: null, loading: Promise.resolve(),
+  lastMeasureMm: null, down: null, hover: null, loading: Promise.resolve(), marks: {},
 };
+// the page's timeline in epoch ms (the benchmark compares it with the moment it clicked "Open")
+function mark(name) { state.marks[name] = Math.round(performance.timeOrigin + performance.now()); }
+const FIRST = window.triageFirst || { args: null, marks: {} };  // first.js: the first image, the early args
+Object.assign(state.marks, FIRST.marks, { navigation: Math.round(performance.timeOrigin) });
+mark("viewerScript");
 
 function post(type, extra) {
   window.parent.postMessage(Object.assign({ isStreamlitMessage: true, type: type }, extra), "*");
@@ -51,6 +56,49 @@ const nv = new NV.Niivue({
 // Our one change to the vendored NiiVue (see dashboard/README.md): no gradient texture (three extra passes over the whole
 // volume on every CT refresh: load, window change), which only lights the 3D render this viewer never shows.
 nv.opts.triageNoGradient = true;
+
+// --- the scrolling resolution (software WebGL only) ---------------------------------------------------
+// A slice change redraws the whole canvas (1062 x 600 CSS px, four tiles), and in software WebGL (SwiftShader,
+// no GPU) the time goes into rasterising those pixels: ~150-250 ms a frame at full resolution; with the canvas
+// backed by 0.5 of the pixels per side at best 33-35 ms, by 0.4 at best 15-24 ms (2 shared cores; the volume's
+// size hardly matters; dashboard/README.md). So while the reader scrolls, a software renderer draws at
+// SCROLL_SCALE (the axial tile: 240 pixels for 600 CSS pixels), and 300 ms after the last step the still image
+// is drawn again at full resolution. With a hardware renderer the canvas always has full resolution.
+const SCROLL_SCALE = 0.4;
+const SETTLE_MS = 300;
+const scrollRes = { software: false, renderer: "", low: false, timer: null, scale: SCROLL_SCALE };
+function detectSoftware(gl) {
+  let name = "";
+  try {
+    const ext = gl.getExtension("WEBGL_debug_renderer_info");
+    name = String(gl.getParameter(ext ? ext.UNMASKED_RENDERER_WEBGL : gl.RENDERER) || "");
+  } catch (err) { /* unknown: treat as hardware */ }
+  scrollRes.renderer = name;
+  scrollRes.software = /swiftshader|llvmpipe|softpipe|software|basic render/i.test(name);
+  document.body.dataset.renderer = scrollRes.software ? "software" : "hardware";
+}
+function setBacking(scale) {
+  // NiiVue's resizeListener sizes the canvas for forceDevicePixelRatio and draws; the draw is left to the caller
+  nv.opts.forceDevicePixelRatio = scale * (window.devicePixelRatio || 1);
+  nv.drawScene = () => {};
+  try { nv.resizeListener(); } finally { delete nv.drawScene; }
+}
+function scrolling() {
+  if (!scrollRes.software) return;
+  if (!scrollRes.low) {
+    scrollRes.low = true;
+    setBacking(scrollRes.scale);
+  }
+  clearTimeout(scrollRes.timer);
+  scrollRes.timer = setTimeout(settle, SETTLE_MS);
+}
+function settle() {
+  clearTimeout(scrollRes.timer);
+  if (!scrollRes.low) return;
+  scrollRes.low = false;
+  setBacking(1);
+  nv.drawScene();
+}
 
 const TOOL_MODES = { window: NV.DRAG_MODE.windowing, measure: NV.DRAG_MODE.measurement, pan: NV.DRAG_MODE.pan };
 function setTool(tool) {
@@ -240,19 +288,34 @@ async function syncOverlays(specs) {
 async function loadStudy(args) {
   state.ready = false;
   document.body.dataset.ready = "0";
-  $("msg").textContent = "Loading the study…";
-  $("msg").style.display = "";
   state.loadStart = performance.now();
+  const fi = args.first_image;
+  if (fi && FIRST.show && FIRST.shownUrl && FIRST.shownUrl !== fi.url) FIRST.show(fi);  // (a later study in this frame)
+  else if (!fi) $("msg").textContent = "Loading the study…";
+  $("msg").style.display = "";
+  mark("load");
   state.overlays.clear();  // (loadVolumes replaces every volume)
   const c = args.ct;
-  // one refresh and one draw: the window and the layout are set before the load
+  // The opening slice (the one first.js drew) is set before the load, so the load's one draw shows it:
+  // NiiVue's fraction of a voxel index is (index + 0.5) / count, along RAS axes.
+  if (Number.isInteger(c.k)) {
+    const m = args.lps_to_ijk, d = args.dims;
+    // (the sign of the k axis along superior: from the inverse affine's row k, superior = +z in LPS and RAS)
+    const kUp = m[2][2] >= 0;
+    nv.scene.crosshairPos = [0.5, 0.5, kUp ? (c.k + 0.5) / d[2] : (d[2] - c.k - 0.5) / d[2]];
+  }
+  // one refresh and one draw: the window and the layout are set before the load. The CT is an uncompressed
+  // NIfTI; "Range: bytes=0-" makes the server answer 206, which its gzip middleware leaves alone (volume_viewer.py).
   await nv.loadVolumes([{ url: c.url, name: c.name, colormap: "gray", trustCalMinMax: true,
+    headers: { Range: "bytes=0-" },
     cal_min: c.level - c.width / 2, cal_max: c.level + c.width / 2, colorbarVisible: false }]);
   state.ct = nv.volumes[0];
   state.ct.colorbarVisible = false;
   // gl.finish() does not wait in Chromium; reading a pixel does, so the figure includes the GPU's work
   nv.gl.readPixels(0, 0, 1, 1, nv.gl.RGBA, nv.gl.UNSIGNED_BYTE, new Uint8Array(4));
   state.firstImageMs = performance.now() - state.loadStart;
+  mark("viewer");
+  if (FIRST.hide) FIRST.hide(); else $("first").style.display = "none";
   $("msg").style.display = "none";
   state.ready = true;
   document.body.dataset.ready = "1";
@@ -261,6 +324,7 @@ async function loadStudy(args) {
   // let the browser show the first image before the overlays' render (seconds in software WebGL) holds the page
   await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(resolve, 50))));
   await syncOverlays(args.overlays || []);
+  mark("overlays");
 }
 
 function navigate(nav) {
@@ -288,6 +352,7 @@ function presets(list) {
 
 function onRender(args) {
   const first = state.args === null;
+  if (first) mark("viewerArgs");
   state.args = args;
   if (wrap.style.height !== `${args.canvas_height}px`) {
     wrap.style.height = `${args.canvas_height}px`;  // NiiVue sizes the canvas to its parent
@@ -329,6 +394,7 @@ wrap.addEventListener("wheel", (e) => {
     e.stopPropagation();
     zoom(e.deltaY < 0 ? 1.15 : 1 / 1.15);
   } else {
+    scrolling();  // (NiiVue's own wheel handler moves the slice and draws)
     queueStatus();
   }
 }, { capture: true, passive: false });
@@ -378,6 +444,7 @@ wrap.addEventListener("mouseenter", () => {
 });
 
 function step(n) {
+  scrolling();
   const plane = state.plane || 0;  // 0 axial (z), 1 coronal (y), 2 sagittal (x), in NiiVue's RAS voxels
   const v = [0, 0, 0];
   v[[2, 1, 0][plane] ?? 2] = n;
@@ -422,13 +489,18 @@ $("zoom-in").addEventListener("click", () => zoom(1.25));
 $("zoom-out").addEventListener("click", () => zoom(0.8));
 $("reset").addEventListener("click", reset);
 
-window.addEventListener("message", (event) => {
-  if (event.data && event.data.type === "streamlit:render") onRender(event.data.args);
-});
-
 // test and benchmark hooks: the viewer's state, and one timed slice step (key press to finished frame)
 window.triageViewer = {
-  nv: nv, state: state,
+  nv: nv, state: state, scrollRes: scrollRes,
+  settle: settle,
+  timedFullFrame() {  // the still image at full resolution, as drawn when scrolling stops
+    settle();
+    const t = performance.now();
+    nv.drawScene();
+    nv.gl.readPixels(0, 0, 1, 1, nv.gl.RGBA, nv.gl.UNSIGNED_BYTE, new Uint8Array(4));
+    return performance.now() - t;
+  },
+  marks() { return Object.assign({}, FIRST.marks, state.marks); },
   timedStep(n) {
     const t = performance.now();
     step(n);
@@ -439,7 +511,12 @@ window.triageViewer = {
 };
 
 nv.attachToCanvas(canvas).then(() => {
+  mark("attached");
+  detectSoftware(nv.gl);
   nv.setSliceType(NV.SLICE_TYPE.MULTIPLANAR);  // (no volume yet: nothing to render)
   setTool("window");
-  post("streamlit:componentReady", { apiVersion: 1 });
+  // first.js answered Streamlit and holds the latest args; from now on the render messages come here
+  FIRST.onRender = onRender;
+  if (FIRST.args) onRender(FIRST.args);
+  else post("streamlit:componentReady", { apiVersion: 1 });
 });
