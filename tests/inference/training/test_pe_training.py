@@ -151,3 +151,22 @@ def test_cache_of_another_anatomy_is_refused(tmp_path):
     data.save_sample(d / "train_0000.npz", data.Sample(np.zeros((4, 8, 8), np.int16), z, z, {"positive": False}))
     with pytest.raises(ValueError, match="legacy"):
         data.build_split(tmp_path, "train", 1, progress=False)
+
+
+def test_real_scan_safety_set_has_every_real_scan_and_no_critical_pe():
+    """Test that the evaluation's real-scan set holds the two CTA crops and the five non-CTPA scans, and that the
+    committed teacher raises no critical PE on any of them (none has a known PE)."""
+    from inference.engine import Engine
+    from inference.training.pe.cli import ASSETS
+    from inference.training.pe.evaluate import real_scan_safety
+    from tests.conftest import require_shared_data
+
+    require_shared_data()
+    engine = Engine(ASSETS, ["CPUExecutionProvider"], threads=1)
+    thr = float(engine.cards["pe_cnnlstm"].thresholds["critical"])
+    res = real_scan_safety(engine, "pe_cnnlstm", thr)
+    rows = {r["scan"]: r for r in res["scans"]}
+    assert set(rows) == {"cta_pulmonary", "cta_aorta", "lung1", "lung2", "LIDC-IDRI-0001", "LIDC-IDRI-0002",
+                         "LIDC-IDRI-0003"}
+    assert rows["cta_pulmonary"]["is_ctpa"] and rows["cta_aorta"]["is_ctpa"]
+    assert res["n_critical"] == 0 and all(r["probability"] is None or r["probability"] < thr for r in rows.values())
