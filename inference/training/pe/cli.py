@@ -17,19 +17,22 @@ def _train(argv: list[str]) -> int:
     from inference.training.pe.train import TrainConfig, train
 
     ap = argparse.ArgumentParser(prog="triage train pe", description="Train the PE CNN-LSTM (+ distilled student).")
-    ap.add_argument("--cache", default="var/pe-cache", help="study cache (built here when empty)")
+    ap.add_argument("--cache", default="var/pe-cache-real", help="study cache (built here when empty)")
     ap.add_argument("--out", default="var/pe-runs/main", help="run folder: ckpt.pt, log.jsonl")
     ap.add_argument("--minutes", type=float, default=32.0, help="wall-clock training budget")
     ap.add_argument("--steps", type=int, default=100_000, help="maximum steps")
     ap.add_argument("--n-train", type=int, default=96, help="synthetic training studies to cache first")
     ap.add_argument("--resume", default="", help="continue from this checkpoint (weights; schedule restarts)")
+    ap.add_argument("--init-onnx", default="", help="warm start the teacher from this exported ONNX file")
+    ap.add_argument("--init-onnx-student", default="", help="warm start the student from this exported ONNX file")
     ap.add_argument("--cnn-fraction", type=float, default=0.7, help="share of the budget for phase 1 (slice CNN)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--config", help="JSON file with TrainConfig fields (overrides the options)")
     ap.add_argument("--quick", action="store_true", help="a few tiny steps (tests): 6 studies, 8-slice windows")
     a = ap.parse_args(argv)
     cfg = TrainConfig(cache=a.cache, out=a.out, minutes=a.minutes, max_steps=a.steps, resume=a.resume,
-                      cnn_fraction=a.cnn_fraction, lr=a.lr)
+                      cnn_fraction=a.cnn_fraction, lr=a.lr,
+                      init_onnx=a.init_onnx, init_onnx_student=a.init_onnx_student)
     if a.config:
         cfg = TrainConfig(**{**cfg.__dict__, **json.loads(Path(a.config).read_text())})
     n_train = a.n_train
@@ -51,7 +54,7 @@ def _export(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="triage export pe", description="Export teacher and student to ONNX, "
                                  "check parity, calibrate on validation data, write the model cards.")
     ap.add_argument("--ckpt", default="var/pe-runs/main/ckpt.pt")
-    ap.add_argument("--cache", default="var/pe-cache")
+    ap.add_argument("--cache", default="var/pe-cache-real")
     ap.add_argument("--out", default=str(ASSETS), help="model directory")
     ap.add_argument("--n-val", type=int, default=32, help="validation studies for calibration")
     ap.add_argument("--no-student", action="store_true")
@@ -96,15 +99,20 @@ def _evaluate(argv: list[str]) -> int:
                                  "path (ONNX Runtime) on held-out data; writes the numbers into its card.")
     ap.add_argument("--model", default=TEACHER, help=f"card name ({TEACHER} or {STUDENT})")
     ap.add_argument("--models-dir", default=str(ASSETS))
-    ap.add_argument("--cache", default="var/pe-cache", help="where held-out volumes are cached (regenerated "
+    ap.add_argument("--cache", default="var/pe-cache-real", help="where held-out volumes are cached (regenerated "
                     "from their seeds when missing)")
     ap.add_argument("--n-test", type=int, default=60)
     ap.add_argument("--n-unseen", type=int, default=24)
     ap.add_argument("--n-real", type=int, default=20)
+    ap.add_argument("--anatomy", default=None, choices=("real", "legacy"), help="anatomy of the synthetic test "
+                    "studies (default: the training anatomy, data.ANATOMY); give each anatomy its own --cache")
     ap.add_argument("--no-write", action="store_true", help="print only, leave the card alone")
     ap.add_argument("--cases", help="write per-case rows (JSON) here")
     a = ap.parse_args(argv)
-    res = evaluate(a.models_dir, a.model, a.cache, n_test=a.n_test, n_unseen=a.n_unseen, n_real=a.n_real)
+    from inference.training.pe import data
+
+    res = evaluate(a.models_dir, a.model, a.cache, n_test=a.n_test, n_unseen=a.n_unseen, n_real=a.n_real,
+                   anatomy=a.anatomy or data.ANATOMY)
     if a.cases:
         Path(a.cases).write_text(json.dumps(res["cases"], indent=1, default=str))
     print(json.dumps({k: v for k, v in res.items() if k != "cases"}, indent=2))

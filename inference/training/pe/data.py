@@ -36,6 +36,7 @@ SPLITS: dict[str, dict[str, Any]] = {  # seed ranges never overlap
 SYNTH_SHAPE = (72, 256, 256)  # 180 x 371 x 371 mm: the slab around the heart and pulmonary arteries
 SYNTH_SPACING = (2.5, 1.45, 1.45)
 MIN_CLOT_VOXELS = 3  # model-grid voxels that make a slice positive
+ANATOMY = "real"  # synthetic anatomy: lobar artery/vein trees with Murray radii (``legacy``: the older one)
 
 
 @dataclass
@@ -79,15 +80,15 @@ def volume_sample(vol: Volume, arteries: np.ndarray, clot: np.ndarray, meta: dic
     return Sample(grid_hu(grid, pre), art, cl, {**meta, "shape": list(grid.shape)})
 
 
-def synthetic_sample(seed: int, profile: str, positive: bool) -> tuple[Sample | None, Any]:
+def synthetic_sample(seed: int, profile: str, positive: bool, anatomy: str = ANATOMY) -> tuple[Sample | None, Any]:
     """One synthetic CTPA slab (``SYNTH_SHAPE`` at ``SYNTH_SPACING``, the thorax around the heart) cut to the
     model grid."""
     from inference.synth.study import generate_study
 
     st = generate_study(seed, profile=profile, contrast="ctpa", shape=SYNTH_SHAPE, spacing=SYNTH_SPACING,
-                        lesions="embolism" if positive else [])
+                        lesions="embolism" if positive else [], anatomy=anatomy)
     clot = st.labels == 2
-    meta = {"source": "synthetic", "seed": seed, "profile": profile, "positive": bool(clot.any()),
+    meta = {"source": "synthetic", "seed": seed, "profile": profile, "anatomy": anatomy, "positive": bool(clot.any()),
             "emboli": [{k: e.get(k) for k in ("type", "level", "occlusive", "center_voxel", "volume_ml")}
                        for e in st.lesions if e.get("kind") == "embolism"]}
     return volume_sample(st.volume, st.arteries, clot, meta), st
@@ -173,11 +174,15 @@ def load_sample(path: Path) -> Sample:
     return Sample(z["hu"], unpack(z["arteries"]), unpack(z["clot"]), json.loads(str(z["meta"])))
 
 
-def build_split(out_dir: Path, split: str, n: int, *, start: int = 0, progress: bool = True) -> list[Path]:
-    """Generate ``n`` synthetic studies of ``split`` (half positive) into ``out_dir/split`` (skips existing)."""
+def build_split(out_dir: Path, split: str, n: int, *, start: int = 0, progress: bool = True,
+                anatomy: str = ANATOMY) -> list[Path]:
+    """Generate ``n`` synthetic studies of ``split`` (half positive) into ``out_dir/split`` (skips existing).
+
+    One cache folder holds one anatomy: a cache written with another anatomy is refused, not mixed in."""
     cfg = SPLITS[split]
     d = Path(out_dir) / split
     d.mkdir(parents=True, exist_ok=True)
+    _check_anatomy(d, anatomy)
     paths = []
     for i in range(start, start + n):
         p = d / f"{split}_{i:04d}.npz"
@@ -185,7 +190,7 @@ def build_split(out_dir: Path, split: str, n: int, *, start: int = 0, progress: 
         if p.exists():
             continue
         profile = cfg["profiles"][i % len(cfg["profiles"])]
-        s, _ = synthetic_sample(cfg["seed0"] + i, profile, positive=(i % 2 == 1))
+        s, _ = synthetic_sample(cfg["seed0"] + i, profile, positive=(i % 2 == 1), anatomy=anatomy)
         if s is None:
             continue
         save_sample(p, s)
@@ -195,7 +200,19 @@ def build_split(out_dir: Path, split: str, n: int, *, start: int = 0, progress: 
     return [p for p in paths if p.exists()]
 
 
-def eval_study(out_dir: Path, split: str, i: int) -> tuple[Volume, np.ndarray, dict[str, Any]]:
+def _check_anatomy(d: Path, anatomy: str) -> None:
+    """Refuse a cache folder whose studies were generated with another anatomy (caches before the ``anatomy``
+    field are legacy)."""
+    first = next(iter(sorted(d.glob("*.npz"))), None)
+    if first is None:
+        return
+    with np.load(first) as z:
+        found = json.loads(str(z["meta"])).get("anatomy", "legacy")
+    if found != anatomy:
+        raise ValueError(f"{d} holds {found!r}-anatomy studies, not {anatomy!r}: use another --cache")
+
+
+def eval_study(out_dir: Path, split: str, i: int, anatomy: str = ANATOMY) -> tuple[Volume, np.ndarray, dict[str, Any]]:
     """Held-out study ``i`` of ``split`` on its original grid (volume, clot mask, truth), cached as .npz.
 
     The cache only saves time: the same seed always regenerates the same voxels.
@@ -205,6 +222,9 @@ def eval_study(out_dir: Path, split: str, i: int) -> tuple[Volume, np.ndarray, d
     if p.exists():
         z = np.load(p)
         meta = json.loads(str(z["meta"]))
+        if meta.get("anatomy", "legacy") != anatomy:
+            raise ValueError(f"{p} is a {meta.get('anatomy', 'legacy')!r}-anatomy study, not {anatomy!r}: "
+                             "use another --cache")
         vol = Volume(z["hu"], tuple(z["spacing"]), tuple(z["origin"]), z["direction"], study_uid=meta["study_uid"],
                      meta={"synthetic": True, "profile": meta["profile"]})
         return vol, z["clot"], meta
@@ -213,9 +233,10 @@ def eval_study(out_dir: Path, split: str, i: int) -> tuple[Volume, np.ndarray, d
     profile = cfg["profiles"][i % len(cfg["profiles"])]
     seed = cfg["seed0"] + i
     st = generate_study(seed, profile=profile, contrast="ctpa", shape=SYNTH_SHAPE, spacing=SYNTH_SPACING,
-                        lesions="embolism" if i % 2 == 1 else [])
+                        lesions="embolism" if i % 2 == 1 else [], anatomy=anatomy)
     clot = st.labels == 2
-    meta = {"source": "synthetic", "split": split, "seed": seed, "profile": profile, "positive": bool(clot.any()),
+    meta = {"source": "synthetic", "split": split, "seed": seed, "profile": profile, "anatomy": anatomy,
+            "positive": bool(clot.any()),
             "study_uid": st.volume.study_uid,
             "emboli": [{k: e.get(k) for k in ("type", "level", "occlusive", "center_voxel", "center_mm", "volume_ml")}
                        for e in st.lesions if e.get("kind") == "embolism"]}

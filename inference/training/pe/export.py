@@ -42,7 +42,7 @@ def export_onnx(model: PECnnLstm, path: Path | str, opset: int = OPSET) -> Path:
     return path
 
 
-def ort_session(path: Path | str, threads: int = 2):
+def ort_session(path: Path | str, threads: int = 1):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -110,11 +110,19 @@ def build_card(name: str, onnx_path: Path, model: PECnnLstm, ck: dict[str, Any],
                      "ece_before": round(metrics.ece(y, p_raw), 4), "ece_after": round(metrics.ece(y, p_cal), 4),
                      "data": f"validation split: {len(y)} synthetic CTPA (seeds {data.SPLITS['val']['seed0']}+, "
                              f"{int(y.sum())} with emboli), ONNX Runtime on the serving crop"},
-        training={"data": "synthetic CTPA slabs (inference.synth, profiles " + ", ".join(data.TRAIN_PROFILES)
+        training={"data": f"synthetic CTPA slabs (inference.synth, anatomy={data.ANATOMY!r}, profiles "
+                          + ", ".join(data.TRAIN_PROFILES)
                           + f"; seeds {data.SPLITS['train']['seed0']}+, {cfg.get('n_synthetic', '?')} studies) with "
                           "their own emboli plus emboli inserted on the fly into negatives and into the real CTA "
                           "crop (TotalSegmentator test data, treated as PE-free background: an assumption, it has "
                           "no PE label)",
+                  "real_cases_seen": "only real-cta-crop/pulmonary_report_ct_cropped.nii.gz (with its automatic "
+                                     "pulmonary-artery mask) as background for inserted emboli; never lung1, lung2 "
+                                     "(validation only), the LIDC-IDRI slabs or the aorta crop",
+                  "warm_start": (f"{ws} (the file as it was before this training; weights read back with "
+                                 "inference.training.pe.warmstart, BatchNorm folded and frozen)"
+                                 if (ws := cfg.get("init_onnx_student" if role == "student" else "init_onnx"))
+                                 else None),
                   "method": "phase 1: slice CNN + CAM head on clot-centred single-slice 64x64 patches (CAM "
                             "supervised with the clot mask on its 1/4 grid, slice-head BCE); phase 2: CNN frozen, "
                             "bidirectional LSTM + study/slice heads on 24-slice windows of the full 128x128 crop; "

@@ -27,7 +27,7 @@ from inference.training.pe.net import PECnnLstm, count_parameters, student
 
 @dataclass
 class TrainConfig:
-    cache: str = "var/pe-cache"
+    cache: str = "var/pe-cache-real"
     out: str = "var/pe-runs/main"
     minutes: float = 30.0
     max_steps: int = 100_000
@@ -44,6 +44,8 @@ class TrainConfig:
     quick: bool = False
     fixed_batch: bool = False  # reuse the first batch every step (overfitting sanity check in tests)
     resume: str = ""  # checkpoint to continue from (weights only; the schedule restarts)
+    init_onnx: str = ""  # warm start from an exported teacher (ONNX); its BatchNorms stay frozen (folded)
+    init_onnx_student: str = ""  # the same for the student
     cnn_fraction: float = 0.7  # share of the budget for phase 1 (slice CNN + CAM on clot-centred patches)
     patch_studies: int = 6  # phase 1: studies per batch
     patches: int = 8  # phase 1: patches per study
@@ -230,6 +232,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         teacher.load_state_dict(ck["teacher"])
         if stud is not None and ck.get("student"):
             stud.load_state_dict(ck["student"])
+    if cfg.init_onnx or cfg.init_onnx_student:
+        from inference.training.pe.warmstart import freeze_batchnorm, load_onnx_weights
+
+        for m, f in ((teacher, cfg.init_onnx), (stud, cfg.init_onnx_student)):
+            if m is not None and f:
+                load_onnx_weights(m, f)
+                freeze_batchnorm(m)  # the export folded them into the convolutions: identity, fixed statistics
     src = Source(cfg, rng)
     t0, step, log = time.time(), 0, (out / "log.jsonl").open("w")
     losses: list[float] = []

@@ -123,3 +123,50 @@ def test_card_builder_calibrates_and_sets_threshold(tmp_path):
     assert back.calibration.ece_after < back.calibration.ece_before
     assert 0.0 < back.thresholds["critical"] < 1.0
     assert back.preprocessing.crop == "pulmonary_arteries" and back.onnx_path.exists()
+
+
+@pytest.mark.parametrize("make,name", [(PECnnLstm, "pe_cnnlstm"), (student, "pe_cnnlstm_student")])
+def test_warm_start_from_committed_onnx_reproduces_it(make, name):
+    """Test that the weights read back from a committed ONNX file (BatchNorm folded, LSTM gates reordered) give
+    the ONNX outputs in torch (≤ 1e-3), and that frozen BatchNorms stay frozen in training mode."""
+    from inference.training.pe.cli import ASSETS
+    from inference.training.pe.warmstart import freeze_batchnorm, load_onnx_weights
+
+    path = ASSETS / f"{name}.onnx"
+    model = load_onnx_weights(make(), path).eval()
+    x = np.random.default_rng(0).random((1, 9, 1, 64, 80), dtype=np.float32)
+    assert export.parity(model, path, x) <= 1e-3
+    model.train()
+    freeze_batchnorm(model)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and not any(m.training for m in bns)
+
+
+def test_cache_of_another_anatomy_is_refused(tmp_path):
+    """Test that the PE data use the real anatomy and that a cache written before it (legacy) is not mixed in."""
+    assert data.ANATOMY == "real"
+    d = tmp_path / "train"
+    d.mkdir()
+    z = np.zeros((4, 8, 8), bool)
+    data.save_sample(d / "train_0000.npz", data.Sample(np.zeros((4, 8, 8), np.int16), z, z, {"positive": False}))
+    with pytest.raises(ValueError, match="legacy"):
+        data.build_split(tmp_path, "train", 1, progress=False)
+
+
+def test_real_scan_safety_set_has_every_real_scan_and_no_critical_pe():
+    """Test that the evaluation's real-scan set holds the two CTA crops and the five non-CTPA scans, and that the
+    committed teacher raises no critical PE on any of them (none has a known PE)."""
+    from inference.engine import Engine
+    from inference.training.pe.cli import ASSETS
+    from inference.training.pe.evaluate import real_scan_safety
+    from tests.conftest import require_shared_data
+
+    require_shared_data()
+    engine = Engine(ASSETS, ["CPUExecutionProvider"], threads=1)
+    thr = float(engine.cards["pe_cnnlstm"].thresholds["critical"])
+    res = real_scan_safety(engine, "pe_cnnlstm", thr)
+    rows = {r["scan"]: r for r in res["scans"]}
+    assert set(rows) == {"cta_pulmonary", "cta_aorta", "lung1", "lung2", "LIDC-IDRI-0001", "LIDC-IDRI-0002",
+                         "LIDC-IDRI-0003"}
+    assert rows["cta_pulmonary"]["is_ctpa"] and rows["cta_aorta"]["is_ctpa"]
+    assert res["n_critical"] == 0 and all(r["probability"] is None or r["probability"] < thr for r in rows.values())
