@@ -324,7 +324,8 @@ def test_masses_are_paired_grown_new_and_resolved(pair):
     cur += [mass(grown_c, 60.0, 52.0), mass(from_nodule_c, 22.0, 36.0), mass(new_c, 30.0, 41.0)]
     pri += [mass(to_prior(grown_c)[0], 40.0, 45.0), mass(to_prior(from_nodule_c)[0], 8.0, 25.0, kind="nodule"),
             mass(to_prior(gone_c)[0], 35.0, 44.0)]
-    comp = compare_studies(StudyInput(pair.current, cur, pair.current_date), StudyInput(pair.prior, pri, pair.prior_date))
+    comp = compare_studies(StudyInput(pair.current, cur, pair.current_date),
+                           StudyInput(pair.prior, pri, pair.prior_date))
     masses = {p.current_index: p for p in comp.pairs if p.kind == "mass"}
     n0 = len(cur) - 3
     assert set(masses) == {n0, n0 + 1}
