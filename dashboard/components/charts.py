@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from dashboard.metrics import bootstrap_medians
+
 ARM_LABEL = {"ai_shown": "with AI", "ai_hidden": "without AI"}
 #: Largest number of individual points a chart sends to the browser (box plot points, embedding map).
 POINTS_CAP = 2000
@@ -19,27 +21,6 @@ LAYOUT = {
     "paper_bgcolor": "rgba(0,0,0,0)",
     "plot_bgcolor": "rgba(0,0,0,0)",
 }
-
-
-def bootstrap_medians(values: Sequence[float] | np.ndarray, rng: np.random.Generator, n_boot: int = 2000) -> np.ndarray:
-    """``n_boot`` draws of the median of a bootstrap resample (n values with replacement) of ``values``.
-
-    Exact and O(n log n + n_boot) instead of O(n_boot * n): a resample is ``sorted[floor(n * U)]`` for n
-    uniform U, so its k-th smallest value is ``sorted[floor(n * U_(k))]`` with ``U_(k) ~ Beta(k, n + 1 - k)``
-    (the k-th order statistic of n uniforms); for even n the next order statistic is ``U_(k)`` plus
-    ``(1 - U_(k)) * Beta(1, n - k)`` (the smallest of the other n - k uniforms above it).
-    """
-    x = np.sort(np.asarray(values, dtype=np.float64))
-    n = x.size
-    if n == 0:
-        return np.empty(0)
-    k = (n + 1) // 2 if n % 2 else n // 2
-    u = rng.beta(k, n + 1 - k, n_boot)
-    lower = x[np.minimum((u * n).astype(np.int64), n - 1)]
-    if n % 2:
-        return lower
-    u2 = u + (1 - u) * rng.beta(1, n - k, n_boot)
-    return (lower + x[np.minimum((u2 * n).astype(np.int64), n - 1)]) / 2
 
 
 def bootstrap_median_ci(

@@ -4,6 +4,7 @@ human column labels; and the analytics page showing them (AppTest)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from sqlmodel import Session
 
@@ -64,6 +65,10 @@ def test_median_ci_and_human_labels():
     med, lo, hi = metrics.median_ci([10, 20, 30, 40, 50])
     assert med == 30 and 10 <= lo <= med <= hi <= 50
     assert metrics.median_ci([1, 2]) is None
+    # one definition of the median's bootstrap (exact order-statistic draws) for the weekly rows and the arms
+    v = np.random.default_rng(5).lognormal(4, 0.4, 801)
+    draws = metrics.bootstrap_medians(v, np.random.default_rng(0), metrics.N_BOOT)
+    assert metrics.median_ci(v) == (float(np.median(v)), *np.percentile(draws, [2.5, 97.5]))
     assert metrics.human([{"median_s": 12.5, "ci95_low_s": None, "fancy_thing": 1}]) == [
         {"Median (s)": 12.5, "95 % CI low (s)": "–", "Fancy thing": 1}
     ]

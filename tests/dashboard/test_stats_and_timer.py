@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 
+from dashboard import metrics
 from dashboard.components import charts
 from dashboard.components.heartbeat import new_report
 from dashboard.components.timer import ActivityClock, format_seconds, format_wait
@@ -109,7 +110,7 @@ def test_order_statistic_bootstrap_matches_resampling(n):
     """Test that the O(n) bootstrap of the median has the distribution of brute-force resampling (odd and
     even n, with ties)."""
     x = np.round(np.random.default_rng(n).lognormal(5, 0.5, n), -1)  # rounding makes ties
-    fast = charts.bootstrap_medians(x, np.random.default_rng(1), n_boot=40_000)
+    fast = metrics.bootstrap_medians(x, np.random.default_rng(1), n_boot=40_000)
     rng = np.random.default_rng(2)
     brute = np.median(rng.choice(x, size=(40_000, n), replace=True), axis=1)
     support = np.union1d(fast, brute)
