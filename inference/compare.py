@@ -311,7 +311,7 @@ def lesion_measurement(f: Finding) -> Measurement:
                        ok=v > 0, reason="" if v > 0 else "the finding has no segmented volume")
 
 
-def _mass_pair(ci: int, pi: int, fc: Finding, fp: Finding, mapped, dist: float, conf: float,
+def _mass_pair(ci: int, pi: int, fc: Finding, fp: Finding, dist: float, conf: float,
                interval: float | None) -> NodulePair:
     mc, mp = lesion_measurement(fc), lesion_measurement(fp)
     if mc.ok and mp.ok:
@@ -326,7 +326,7 @@ def _mass_pair(ci: int, pi: int, fc: Finding, fp: Finding, mapped, dist: float, 
     )
 
 
-def _compare_masses(current: StudyInput, prior: StudyInput, align: Alignment, interval: float | None,
+def _compare_masses(current: StudyInput, prior: StudyInput, align: Alignment, inverse: Any, interval: float | None,
                     ) -> tuple[list[NodulePair], list[dict[str, Any]], list[dict[str, Any]], set[int], set[int]]:
     """Masses: (pairs, new, resolved, current nodule indices used, prior nodule indices used).
 
@@ -346,7 +346,7 @@ def _compare_masses(current: StudyInput, prior: StudyInput, align: Alignment, in
         pri_mm = np.array([f.center_mm for _, f in pri], float).reshape(-1, 3)
         for a, b, dist, conf in match(mapped, [f for _, f in cur], [f for _, f in pri], pri_mm, ok):
             (ci, fc), (pi, fp) = cur[a], pri[b]
-            pairs.append(_mass_pair(ci, pi, fc, fp, mapped[a], dist, conf, interval))
+            pairs.append(_mass_pair(ci, pi, fc, fp, dist, conf, interval))
             used_cur.add(ci)
             used_pri.add(pi)
 
@@ -359,7 +359,6 @@ def _compare_masses(current: StudyInput, prior: StudyInput, align: Alignment, in
                      "prior_mm": [round(float(v), 2) for v in align.to_prior(fc.center_mm)],
                      "lung_rads": fc.lung_rads}
             new.append(brief)
-    inverse = _inverse(align)
     for pi, fp in pri_m:
         if pi not in used_pri:
             back = inverse(np.asarray(fp.center_mm)) if inverse else None
@@ -384,7 +383,9 @@ def compare_studies(
     interval = None
     if current.study_date and prior.study_date:
         interval = float((current.study_date - prior.study_date).days)
-    mass_pairs, mass_new, mass_resolved, used_cur, used_pri = _compare_masses(current, prior, align, interval)
+    inverse = _inverse(align)  # prior -> current (None when the transform has no inverse)
+    mass_pairs, mass_new, mass_resolved, used_cur, used_pri = _compare_masses(current, prior, align, inverse,
+                                                                              interval)
     cur_nod = [(i, f) for i, f in current.nodules() if i not in used_cur]
     pri_nod = [(i, f) for i, f in prior.nodules() if i not in used_pri]
     cur_f = [f for _, f in cur_nod]
@@ -425,7 +426,6 @@ def compare_studies(
         comp.pairs.append(pair)
         paired_cur.add(a)
         paired_pri.add(b)
-    inverse = _inverse(align)
     for a, fc in enumerate(cur_f):
         if a in paired_cur:
             continue
