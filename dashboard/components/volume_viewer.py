@@ -170,6 +170,12 @@ def first_image_png(volume: Volume, k: int, level: float, width: float) -> bytes
     return buf.getvalue()
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)
+def cached_first_image(folder: str, k: int, level: float, width: float) -> bytes | None:
+    """``first_image_png`` of a saved case, made once per case and window (not on every rerun of the page)."""
+    return first_image_png(data.case_arrays(folder).volume, k, level, width)
+
+
 def reader_points_file(folder: str, points: tuple[tuple[int, int, int], ...]) -> bytes | None:
     """Small spheres at the reader's own added findings (an overlay), or None without points."""
     if not points:
@@ -285,7 +291,7 @@ def volume_viewer(
     ct_url = media_url(files["ct"], "ct.nii", f"{key}.ct", "application/octet-stream")
     _, level, width = initial_window(ctpa)
     k0 = first_slice(vol)
-    png = first_image_png(vol, k0, level, width)
+    png = cached_first_image(folder, k0, level, width)
     first_image = None
     if png is not None:
         first_image = {
