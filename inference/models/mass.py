@@ -12,7 +12,9 @@ model grid of the nodule pipeline (``nodule.Prepared``):
    aerated lung hugs it (the sphere fitted to its lung-contact surface is centred on it: the lung wraps round a
    mass, whereas the heart, the liver dome and the great vessels only push a shallow cap into it); it does not
    cross the midline between two lungs (the mediastinum does); with one lung in view (a hemithorax
-   reconstruction) the lung's medial edge stands in for the midline (``medial_line``).
+   reconstruction) the lung's medial edge stands in for the midline (``medial_line``), and soft tissue must
+   not run on medially out of the lung's hull over much of its surface (``_medial_cut``: the heart and the
+   hilum, cut off from the mediastinum by the field of view, do).
 4. **Whole lesion**: the core grown back by the opening radius within the tissue, so the mass is one
    segmentation and one finding, measured on the original grid by the caller.
 
@@ -152,6 +154,7 @@ def detect_masses(hu: np.ndarray, lung: np.ndarray, hull: np.ndarray, spacing: t
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     regions = watershed(-edt, markers, mask=core)
     mid = _midline(lung)
+    one_lung = mid is None and medial != 0
     if mid is None:  # one lung in view (a hemithorax reconstruction): its medial edge stands in
         mid = medial_line(lung, medial)
     vox_ml = float(np.prod(sp)) / 1000.0
@@ -166,6 +169,7 @@ def detect_masses(hu: np.ndarray, lung: np.ndarray, hull: np.ndarray, spacing: t
         off = np.array([b.start for b in box])
         mb = regions[box] == idx
         feats = _features(mb, hu[box], lung[box], sp, None if mid is None else mid - off[2], vox_ml)
+        feats["medial_cut"] = _medial_cut(mb, hu[box], hull[box], lung[box], medial, r) if one_lung else 0.0
         if not _passes(feats, r):
             continue
         for a, o in zip("kji", off):
@@ -202,6 +206,25 @@ def _features(m: np.ndarray, hu: np.ndarray, lung: np.ndarray, sp: tuple[float, 
     else:
         feats.update(sphere_radius_mm=0.0, sphere_offset_mm=1e9, cap_concentration=1.0)
     return feats
+
+
+def _medial_cut(m: np.ndarray, hu: np.ndarray, hull: np.ndarray, lung: np.ndarray, medial: int,
+                r: dict[str, Any]) -> float:
+    """With one lung in view: the share of the region's outer surface where soft tissue runs on, medially,
+    out of the lung's hull (arrays cropped to the region's box plus a margin).
+
+    The lung's hull cuts the heart and the hilum off from the rest of the mediastinum, which the field of view
+    of one hemithorax does not show, so their medial face is such a cut (lung1's left hemithorax: 0.33-0.37 of
+    the surface); a lung mass is wrapped by lung and chest wall (lung2's paravertebral mass: 0.14 in the same
+    crop, with the aorta on its medial side). Cuts on the lateral side (chest wall) do not count.
+    """
+    lo, _ = r["tissue_hu"]
+    ring = ndi.binary_dilation(m, iterations=2) & ~m
+    cut = ring & ~hull & ~lung & (hu > lo) & (hu < BONE_HU)
+    cols = np.arange(m.shape[2])[None, None, :]
+    centre_i = float(np.nonzero(m)[2].mean())
+    medial_side = (cols - centre_i) * medial > 0
+    return float((cut & medial_side).sum() / max(1, ring.sum()))
 
 
 def _whole_lesion(tissue: np.ndarray, core: np.ndarray, feats: dict[str, float], sp: tuple[float, ...],
@@ -241,4 +264,5 @@ def _passes(f: dict[str, float], r: dict[str, Any]) -> bool:
             and f["sphere_offset_mm"] <= r["max_sphere_offset_mm"]
             and f["sphere_radius_mm"] <= r["max_sphere_radius_mm"]
             and f["cap_concentration"] <= r["max_cap_concentration"]
-            and f["z_extent_mm"] <= r["max_z_extent_factor"] * f["long_axis_mm"])
+            and f["z_extent_mm"] <= r["max_z_extent_factor"] * f["long_axis_mm"]
+            and f.get("medial_cut", 0.0) <= r.get("max_medial_cut", 1.0))

@@ -81,6 +81,18 @@ def test_hemithorax_crop_keeps_its_juxta_pleural_lesion():
     assert (region & les).sum() / les.sum() >= 0.95
 
 
+def test_hemithorax_crop_reports_its_lateral_mass_once():
+    """Test that a 36 mm mass against the lateral pleura of a one-lung crop is one mass: the one-lung rule
+    against tissue running on medially out of the lung's hull (the heart and hilum of a hemithorax crop) looks
+    at the medial side only, so the chest wall behind a pleural mass does not count against it."""
+    hu, _, left = _phantom()
+    hu[_ball(hu.shape, (45, 75, 180), 9) & left] = 40.0
+    crop = np.ascontiguousarray(hu[:, :, 100:])
+    lung, region, hull = _region(crop)
+    masses = detect_masses(crop, lung, hull, SP, region=region, medial=-1)
+    assert len(masses) == 1 and masses[0].features["medial_cut"] < 0.05
+
+
 def test_no_mass_without_a_lesion():
     """Test that the phantom's mediastinum, spine and lung bases alone give no mass."""
     hu, _, _ = _phantom()
