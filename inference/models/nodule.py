@@ -147,7 +147,7 @@ def find_candidates(prob: np.ndarray, lung: np.ndarray, thresholds: dict[str, fl
     """
     thr = float(thresholds.get("segmentation", 0.5))
     min_vox = float(thresholds.get("min_volume_mm3", 10.0)) / float(np.prod(spacing))
-    max_n = int(thresholds.get("max_candidates", 30))
+    max_n = int(thresholds.get("max_candidates", 100))
     lab, n = ndi.label(prob >= thr)
     comps = []
     for idx, sl in enumerate(ndi.find_objects(lab), start=1):
@@ -162,7 +162,9 @@ def find_candidates(prob: np.ndarray, lung: np.ndarray, thresholds: dict[str, fl
         if not lung[tuple(np.clip(np.round(c).astype(int), 0, np.array(lung.shape) - 1))]:
             continue
         comps.append({"old": idx, "center": c, "seg_max": float(p.max()), "n_voxels": nv, "box": sl})
-    comps.sort(key=lambda d: -d["seg_max"])
+    # Most confident first, larger first among equals: many components saturate at 1.0 on real scans, and the
+    # cap (a bound against runaway noise, not a filter: lung2 has 59 components) then cuts a fixed set.
+    comps.sort(key=lambda d: (-d["seg_max"], -d["n_voxels"]))
     comps = comps[:max_n]
     relabel = np.zeros(n + 1, np.int32)
     for new, d in enumerate(comps, start=1):

@@ -127,7 +127,7 @@ def seg_card(name: str, onnx_path: Path, net: torch.nn.Module, cfg: NoduleConfig
                        "multiple_of": 8, "crop": "lungs",
                        "crop_margin_mm": cfg.crop_margin_mm, "resample": "linear (scipy), voxel-0 centres aligned",
                        "lung_mask": "inference.models.nodule_prep.lung_mask"},
-        thresholds={"segmentation": 0.5, "min_volume_mm3": 10.0, "max_candidates": 30},
+        thresholds={"segmentation": 0.5, "min_volume_mm3": 10.0, "max_candidates": 100},
         training=training, metrics=metrics,
         explanation={"output": "prob", "method": "the segmentation probability map is the explanation "
                      "(where the model sees nodule tissue); 'attention' holds the finest attention gate"},
