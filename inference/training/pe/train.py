@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from monai.transforms import Compose, RandAdjustContrast, RandGaussianNoise, RandShiftIntensity
 
-from inference.training.pe import data
+from inference.training.pe import data, sampling
 from inference.training.pe.net import PECnnLstm, count_parameters, student
 
 
@@ -49,6 +49,14 @@ class TrainConfig:
     cnn_fraction: float = 0.7  # share of the budget for phase 1 (slice CNN + CAM on clot-centred patches)
     patch_studies: int = 6  # phase 1: studies per batch
     patches: int = 8  # phase 1: patches per study
+    # lesion-free sampling and hard negatives (inference.training.pe.sampling); the defaults are the old recipe
+    extra_caches: list[str] = field(default_factory=list)  # more study caches (e.g. the other anatomy)
+    clean_fraction: float = 0.0  # share of draws that are lesion-free synthetic studies left without insertion
+    hard_mix: float = 0.0  # of those, the share drawn by mined hardness (the rest: evenly per profile, anatomy)
+    mine_every_s: float = 0.0  # score the lesion-free studies with the teacher this often (0: never)
+    mine_top_k: int = 4  # CAM hot spots kept per mined study
+    hard_patch_p: float = 0.0  # phase 1: a lesion-free study's patch is centred on a mined hot spot
+    hard_window_p: float = 0.0  # phase 2: a lesion-free study's window holds a mined hot slice
 
 
 def augmentations() -> Compose:
@@ -68,6 +76,8 @@ class Source:
         self.cfg, self.rng = cfg, rng
         self.samples: list[data.Sample] = []
         self.seen: set[Path] = set()
+        self.pool = sampling.NegativePool([], [])
+        self.counts = {"real": 0, "clean": 0, "other": 0, "hard_patch": 0, "hard_window": 0}
         self.real: data.Sample | None = None
         self.refresh()
         try:
@@ -82,22 +92,35 @@ class Source:
         self.edt: dict[int, np.ndarray] = {}
 
     def refresh(self) -> int:
-        """Load cache files written since the last call (the cache may still be growing)."""
-        for p in sorted((Path(self.cfg.cache) / "train").glob("*.npz")):
-            if p not in self.seen:
-                try:
-                    self.samples.append(data.load_sample(p))
-                    self.seen.add(p)
-                except (OSError, ValueError, EOFError):
-                    pass  # being written
+        """Load cache files written since the last call (the cache may still be growing), from ``cache`` and
+        ``extra_caches``; rebuilds the lesion-free pool (its mined scores start over)."""
+        n0 = len(self.samples)
+        for cache in [self.cfg.cache, *self.cfg.extra_caches]:
+            for p in sorted((Path(cache) / "train").glob("*.npz")):
+                if p not in self.seen:
+                    try:
+                        self.samples.append(data.load_sample(p))
+                        self.seen.add(p)
+                    except (OSError, ValueError, EOFError):
+                        pass  # being written
+        if len(self.samples) != n0:
+            self.pool = sampling.NegativePool.from_metas([s.meta for s in self.samples])
         return len(self.samples)
 
-    def study(self) -> tuple[np.ndarray, np.ndarray]:
-        """A random study (HU, clot mask); negatives get 1-2 inserted emboli with probability ``insert_p``."""
+    def study(self) -> tuple[np.ndarray, np.ndarray, int | None]:
+        """A random study (HU, clot mask, pool entry); negatives get 1-2 inserted emboli with probability
+        ``insert_p``. With probability ``clean_fraction`` it is a lesion-free synthetic study from the pool,
+        left as it is (its pool entry is returned for hot spots; ``None`` otherwise)."""
         cfg, rng = self.cfg, self.rng
+        if cfg.clean_fraction > 0 and len(self.pool) and rng.random() < cfg.clean_fraction:
+            j = self.pool.draw(rng, cfg.hard_mix)
+            s = self.samples[self.pool.index[j]]
+            self.counts["clean"] += 1
+            return s.hu, s.clot, j
         use_real = self.real is not None and (rng.random() < cfg.real_fraction or not self.samples)
         s = self.real if use_real else self.samples[int(rng.integers(len(self.samples)))]
         assert s is not None
+        self.counts["real" if use_real else "other"] += 1
         hu, clot = s.hu, s.clot
         if not clot.any() and s.arteries.sum() > 20 and rng.random() < cfg.insert_p:
             sp = tuple(data.PREPROCESSING.spacing_mm)
@@ -111,17 +134,23 @@ class Source:
                 hu_f, m, _ = data.insert_embolus(hu_f, s.arteries, sp, rng, edt=self.edt[id(s)])
                 clot |= m
             hu = hu_f
-        return hu, clot
+        return hu, clot, None
 
     def patch_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Phase 1: single-slice patches (B, 1, 1, c, c), half of them centred near a clot."""
         cfg, rng, c = self.cfg, self.rng, self.cfg.crop
         xs, ms = [], []
         for _ in range(cfg.patch_studies):
-            hu, clot = self.study()
+            hu, clot, j = self.study()
             ks = np.flatnonzero(clot.reshape(len(clot), -1).sum(1) >= data.MIN_CLOT_VOXELS)
             for _ in range(cfg.patches):
-                if len(ks) and rng.random() < 0.5:
+                hot = self.pool.hot_spot(j, rng) if j is not None and cfg.hard_patch_p > 0 else None
+                if hot is not None and rng.random() < cfg.hard_patch_p:  # a mined false-positive spot
+                    k, cy, cx = hot
+                    y0 = int(np.clip(cy - rng.integers(8, c - 8), 0, hu.shape[1] - c))
+                    x0 = int(np.clip(cx - rng.integers(8, c - 8), 0, hu.shape[2] - c))
+                    self.counts["hard_patch"] += 1
+                elif len(ks) and rng.random() < 0.5:
                     k = int(rng.choice(ks))
                     cy, cx = np.argwhere(clot[k])[int(rng.integers(int(clot[k].sum())))]
                     y0 = int(np.clip(cy - rng.integers(8, c - 8), 0, hu.shape[1] - c))
@@ -142,11 +171,16 @@ class Source:
     def draw(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One example: windowed input (S, H, W) float32, slice labels (S,), clot mask (S, H, W)."""
         cfg, rng = self.cfg, self.rng
-        hu, clot = self.study()
+        hu, clot, j = self.study()
         labels = (clot.reshape(len(clot), -1).sum(1) >= data.MIN_CLOT_VOXELS).astype(np.float32)
         n, w = len(hu), min(cfg.window, len(hu))
         pos = np.flatnonzero(labels)
-        if len(pos) and rng.random() < 0.9:
+        hot = self.pool.hot_spot(j, rng) if j is not None and cfg.hard_window_p > 0 else None
+        use_hot = hot is not None and rng.random() < cfg.hard_window_p
+        if use_hot and hot is not None:  # a window holding a mined hot slice
+            k0 = int(np.clip(hot[0] - rng.integers(0, w), 0, n - w))
+            self.counts["hard_window"] += 1
+        elif len(pos) and rng.random() < 0.9:
             k = int(rng.choice(pos))
             k0 = int(np.clip(k - rng.integers(0, w), 0, n - w))
         else:
@@ -158,6 +192,9 @@ class Source:
             cy, cx = cl[int(rng.integers(len(cl)))][1:]
             y0 = int(np.clip(cy - rng.integers(8, c - 8), 0, H - c))
             x0 = int(np.clip(cx - rng.integers(8, c - 8), 0, hu.shape[2] - c))
+        elif use_hot and hot is not None and c < H:
+            y0 = int(np.clip(hot[1] - rng.integers(8, c - 8), 0, H - c))
+            x0 = int(np.clip(hot[2] - rng.integers(8, c - 8), 0, hu.shape[2] - c))
         else:
             y0, x0 = int(rng.integers(0, H - c + 1)), int(rng.integers(0, hu.shape[2] - c + 1))
         x = data.window(np.asarray(hu[sl, y0:y0 + c, x0:x0 + c]))
@@ -203,6 +240,24 @@ def kd_loss(s_out: tuple[torch.Tensor, ...], t_out: tuple[torch.Tensor, ...], ph
             + F.binary_cross_entropy_with_logits(s_out[1], torch.sigmoid(t_out[1].detach())))
 
 
+def mine_negatives(model: PECnnLstm, src: Source, device: torch.device) -> dict[str, float]:
+    """Score every lesion-free training study (whole crop) with ``model`` and keep its CAM hot spots in
+    ``src.pool``; the model's train/eval flags are restored afterwards."""
+    flags = {m: m.training for m in model.modules()}
+    model.eval()
+
+    def score(x: np.ndarray) -> tuple[float, np.ndarray]:
+        with torch.no_grad():
+            out = model(torch.from_numpy(np.ascontiguousarray(x))[None, :, None].to(device))
+        return float(out[0][0]), out[2][0].float().cpu().numpy()
+
+    try:
+        return sampling.mine(src.pool, lambda i: data.window(src.samples[i].hu), score, src.cfg.mine_top_k)
+    finally:
+        for m, f in flags.items():
+            m.train(f)
+
+
 def _phase_params(model: PECnnLstm, phase: int) -> list[torch.nn.Parameter]:
     cnn = list(model.encoder.parameters()) + list(model.cam_head.parameters())
     if phase == 1:
@@ -245,12 +300,22 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     budget = cfg.minutes * 60.0
     timed = cfg.max_steps >= 100_000
     ends = ((cfg.cnn_fraction * budget, int(cfg.cnn_fraction * cfg.max_steps)), (budget, cfg.max_steps))
+    last_mine = -math.inf
     for phase, (t_end, s_end) in enumerate(ends, start=1):
         models = [m for m in (teacher, stud) if m is not None]
         params = [p for m in models for p in _phase_params(m, phase)]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
         p_start, s_start = time.time() - t0, step
         while step < s_end and time.time() - t0 < t_end:
+            if cfg.mine_every_s > 0 and len(src.pool) and time.time() - last_mine >= cfg.mine_every_s:
+                tm = time.time()
+                src.refresh()  # the caches may still be growing
+                summary = mine_negatives(teacher, src, device)
+                last_mine = time.time()
+                log.write(json.dumps({"mine": summary, "step": step, "phase": phase,
+                                      "seconds": round(last_mine - tm, 1), "t": round(last_mine - t0, 1)}) + "\n")
+                if progress:
+                    print(f"mined {summary} in {last_mine - tm:.0f}s", flush=True)
             frac = (time.time() - t0 - p_start) / max(1.0, t_end - p_start) if timed else \
                 (step - s_start) / max(1, s_end - s_start)
             for g in opt.param_groups:  # linear warm-up, cosine decay over the phase
@@ -289,7 +354,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     log.close()
     return {"steps": step, "seconds": round(time.time() - t0, 1), "first_loss": float(np.mean(p1[:5])),
             "last_loss": float(np.mean(p1[-5:])), "phase2_last_loss": float(np.mean(losses[len(p1):][-5:] or [0])),
-            "ckpt": str(out / "ckpt.pt"), "n_synthetic": len(src.samples), "real": src.real is not None}
+            "ckpt": str(out / "ckpt.pt"), "n_synthetic": len(src.samples), "real": src.real is not None,
+            "draws": dict(src.counts), "n_lesion_free": len(src.pool)}
 
 
 def save(path: Path, teacher: PECnnLstm, stud: PECnnLstm | None, cfg: TrainConfig, step: int, seconds: float) -> None:
