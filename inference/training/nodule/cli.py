@@ -43,6 +43,8 @@ def _train(argv: list[str]) -> int:
     p.add_argument("--minutes", action="append", default=[], metavar="STAGE=MIN",
                    help="wall-clock cap of a stage, e.g. teacher=12 (stops early, recorded in the summary)")
     p.add_argument("--resume", action="store_true", help="continue teacher/vit from their checkpoints")
+    p.add_argument("--model-dir", help="models the cls stage mines candidates through (default assets/models; "
+                                       "e.g. a scratch folder holding a new nodule_seg)")
     args = p.parse_args(argv)
     cfg = _config(args)
     stages = [s for s in api.STAGES if s in (args.stage or api.STAGES)]
@@ -50,7 +52,8 @@ def _train(argv: list[str]) -> int:
         print("--quick: skipping stage vit (run it with --stage vit)")
         stages.remove("vit")
     minutes = {k: float(v) for k, v in (m.split("=", 1) for m in args.minutes)}
-    out = api.train(cfg, stages, minutes=minutes, command=command_line(), resume=args.resume)
+    out = api.train(cfg, stages, minutes=minutes, command=command_line(), resume=args.resume,
+                    model_dir=Path(args.model_dir) if args.model_dir else None)
     print(json.dumps(out, indent=2))
     return 0
 

@@ -41,6 +41,9 @@ class NoduleConfig:
     cls_real_neg_weight: float = 1.0  # sampling weight of a real-scan negative (hardneg.py) against others
     cls_from_patches: bool = True  # classifier also samples the stored seg patches (patches_train.npz)
     cls_init: str = ""  # warm start: the classifier ONNX to fine-tune (e.g. assets/models/nodule_cls.onnx)
+    n_small_nodules: int = 0  # extra small nodules (small_nodule_mm) per synthetic training study (data stage)
+    small_nodule_mm: tuple[float, float] = (3.0, 6.0)
+    min_pos_voxels: int = 8  # smallest label component (model-grid voxels) that makes positive patches
     study_size: str = "random"  # random (~300 mm FOV, 1-2.5 mm slices) | small (64x128x128 at 2 mm; quick runs)
     # networks
     arch: str = "resattunet"  # resattunet | swinunetr (ViT variant)
@@ -50,6 +53,11 @@ class NoduleConfig:
     student_res_units: int = 1
     swin_feature_size: int = 12
     cls_channels: tuple[int, ...] = (8, 16, 32)
+    # segmentation loss / sampling (defaults: the v2 recipe)
+    seg_init: str = ""  # warm start: the seg ONNX to fine-tune (path or COMMIT:PATH, see train.init_onnx)
+    seg_dice_batch: bool = True  # True: batch Dice (MONAI batch=True); False: Dice per positive sample
+    seg_bce_pos_weight: float = 0.0  # >0: add BCE with this weight on nodule voxels
+    seg_size_power: float = 0.0  # positive patch drawn with weight (voxels of its smallest nodule) ** -power
     # schedules
     seg_iters: int = 220
     student_iters: int = 120

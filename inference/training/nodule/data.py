@@ -19,7 +19,7 @@ from inference.models.nodule_prep import extract_patch, lung_mask, resample, win
 from inference.synth import lesions as synth_lesions
 from inference.synth.grid import Grid
 from inference.synth.nodules import load_library
-from inference.synth.study import generate_study
+from inference.synth.study import LesionRequest, generate_study
 from inference.training.nodule.config import HELD_OUT_PROFILE, SEEDS, TRAIN_PROFILES, NoduleConfig
 from inference.volume import Volume
 
@@ -48,16 +48,24 @@ def study_geometry(rng: np.random.Generator) -> tuple[tuple[int, int, int], tupl
 
 
 def synthetic_case(split: str, index: int, *, profile: str | None = None, lesions: str = "auto",
-                   size: str = "random") -> Case:
+                   size: str = "random", extra_small: int = 0,
+                   small_mm: tuple[float, float] = (3.0, 6.0)) -> Case:
     """Study ``index`` of ``split`` (train | val | test | unseen); profiles drawn from the training ones
-    except for ``unseen``, which uses the held-out profile."""
+    except for ``unseen``, which uses the held-out profile. ``extra_small``: that many more nodules of
+    ``small_mm`` diameter (uniform) on top of the random ones (``lesions`` ``auto`` or ``nodule``)."""
     seed = SEEDS[split] + index
     rng = np.random.default_rng(seed + 7)
     shape, spacing = study_geometry(rng) if size == "random" else ((64, 128, 128), (2.0, 2.2, 2.2))
     if profile is None:
         profile = TRAIN_PROFILES[index % len(TRAIN_PROFILES)]
+    req: str | list = lesions
+    if extra_small:
+        r2 = np.random.default_rng(seed + 11)
+        n = int(r2.integers(1, 4)) if lesions == "nodule" else int(r2.choice([0, 1, 1, 2, 3]))
+        req = [LesionRequest("nodule") for _ in range(n)]
+        req += [LesionRequest("nodule", diameter_mm=float(r2.uniform(*small_mm))) for _ in range(extra_small)]
     s = generate_study(seed, profile=profile, contrast="mixed", size=None, shape=shape, spacing=spacing,
-                       lesions=lesions, case_number=index)
+                       lesions=req, case_number=index)
     labels = (s.labels == 1).astype(np.uint8)
     les = [d for d in s.lesions if d.get("kind") == "nodule" and not d.get("empty")]
     return Case(s.volume, labels, les, f"{split}-{seed}", s.profile.name)
@@ -143,7 +151,7 @@ def patches_from(image: np.ndarray, lab: np.ndarray, lung: np.ndarray, cfg: Nodu
     comps, n = ndi.label(lab)
     sizes = ndi.sum_labels(lab, comps, range(1, n + 1)) if n else []
     for c, nv in zip(ndi.center_of_mass(lab, comps, range(1, n + 1)), sizes):
-        if nv < 8:  # spicule fragments and partial-volume crumbs
+        if nv < cfg.min_pos_voxels:  # spicule fragments and partial-volume crumbs
             continue
         for _ in range(2):
             ctr = np.asarray(c) + rng.integers(-size[0] // 5, size[0] // 5 + 1, 3)
@@ -166,7 +174,9 @@ def build_patch_set(cfg: NoduleConfig, split: str, out: Path, *, log=print) -> P
     imgs, labs, srcs = [], [], []
     t0 = time.time()
     for i in range(n):
-        case = synthetic_case(split, i, lesions="nodule" if i % 6 else "auto", size=cfg.study_size)
+        case = synthetic_case(split, i, lesions="nodule" if i % 6 else "auto", size=cfg.study_size,
+                              extra_small=cfg.n_small_nodules if split == "train" else 0,
+                              small_mm=tuple(cfg.small_nodule_mm))
         img, lab, lung = to_model_grid(case, cfg)
         for p, q in patches_from(img, lab, lung, cfg, rng):
             imgs.append(p.astype(np.float16))

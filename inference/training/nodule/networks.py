@@ -161,3 +161,99 @@ def load_onnx_weights(net: nn.Module, onnx_path: str) -> nn.Module:
         new[k] = torch.as_tensor(src.reshape(tuple(v.shape)).copy())
     net.load_state_dict(new)
     return net
+
+
+def load_onnx_seg_weights(net: nn.Module, onnx_path: str, calib: torch.Tensor | None = None) -> nn.Module:
+    """Fill ``net`` (a ``ResAttUNet``) with the weights of its exported ONNX file (warm start of the teacher).
+
+    The exporter folded each Conv + BatchNorm pair into one anonymous ``Conv`` (transposed convolutions keep
+    their named BatchNorm): torch convolutions are matched to the ONNX ``Conv`` nodes in call order (shapes
+    checked), PReLU slopes likewise. A folded pair gets the folded weights and a BatchNorm that is the identity
+    in eval mode (running mean/var = the per-channel mean/var of the folded conv output on ``calib``, weight =
+    sqrt(var + eps), bias = mean), so that in training mode, where batch statistics replace the running ones,
+    the block still starts close to the exported function. ``calib``: a batch of training patches (B, 1, ...);
+    None: zero mean, unit variance (eval parity holds either way).
+
+    Raises:
+        ValueError: the ONNX graph does not match the network.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(onnx_path)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for n in model.graph.node:  # the exporter shares equal initializers (e.g. untrained PReLU slopes) via Identity
+        if n.op_type == "Identity" and n.input[0] in inits:
+            inits[n.output[0]] = inits[n.input[0]]
+    onnx_conv = [n for n in model.graph.node if n.op_type == "Conv"]
+    onnx_tconv = [n for n in model.graph.node if n.op_type == "ConvTranspose"]
+    onnx_prelu = [n for n in model.graph.node if n.op_type == "PRelu"]
+    calls: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
+    names = {m: k for k, m in net.named_modules()}
+    hooks = [m.register_forward_hook(lambda m, i, o: calls.append((names[m], m, i[0], o)))
+             for m in net.modules() if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d, nn.BatchNorm3d, nn.PReLU))]
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        net(torch.zeros(1, 1, 16, 16, 16))
+    for h in hooks:
+        h.remove()
+    convs = [c for c in calls if isinstance(c[1], nn.Conv3d)]
+    tconvs = [c for c in calls if isinstance(c[1], nn.ConvTranspose3d)]
+    prelus = [c for c in calls if isinstance(c[1], nn.PReLU)]
+    if (len(convs), len(tconvs), len(prelus)) != (len(onnx_conv), len(onnx_tconv), len(onnx_prelu)):
+        raise ValueError(f"{onnx_path}: {len(onnx_conv)} Conv / {len(onnx_tconv)} ConvTranspose / "
+                         f"{len(onnx_prelu)} PRelu nodes for {len(convs)} / {len(tconvs)} / {len(prelus)} modules")
+    bn_in = {id(i): (k, m) for k, m, i, o in calls if isinstance(m, nn.BatchNorm3d)}
+    bn_of = {k: bn_in.get(id(o)) for k, m, i, o in calls if isinstance(m, nn.Conv3d)}
+    sd = {k: v.clone() for k, v in net.state_dict().items()}
+    folded: list[str] = []
+
+    def put(key: str, arr) -> None:
+        if arr is None or arr.size != sd[key].numel():
+            raise ValueError(f"{onnx_path}: no initializer for {key} {tuple(sd[key].shape)}")
+        sd[key] = torch.as_tensor(arr.reshape(tuple(sd[key].shape)).copy())
+
+    for (k, _, _, _), node in zip(convs, onnx_conv):
+        put(f"{k}.weight", inits.get(node.input[1]))
+        put(f"{k}.bias", inits.get(node.input[2]) if len(node.input) > 2 else None)
+        bn = bn_of.get(k)
+        if bn is not None:
+            if node.input[1] == f"net.{k}.weight":
+                raise ValueError(f"{onnx_path}: {k} is followed by a BatchNorm the export did not fold")
+            folded.append(bn[0])
+    for (k, _, _, _), node in zip(tconvs, onnx_tconv):
+        put(f"{k}.weight", inits.get(node.input[1]))
+        put(f"{k}.bias", inits.get(node.input[2]) if len(node.input) > 2 else None)
+    for (k, _, _, _), node in zip(prelus, onnx_prelu):
+        put(f"{k}.weight", inits.get(node.input[1]))
+    for k, m in net.named_modules():
+        if isinstance(m, nn.BatchNorm3d) and k not in folded:
+            for p in ("weight", "bias", "running_mean", "running_var"):
+                put(f"{k}.{p}", inits.get(f"net.{k}.{p}"))
+    mods = dict(net.named_modules())
+    for k in folded:  # identity first (exact: var + eps == 1), then the data's statistics
+        eps = mods[k].eps
+        sd[f"{k}.running_mean"].zero_()
+        sd[f"{k}.running_var"].fill_(1.0 - eps)
+        sd[f"{k}.weight"].fill_(1.0)
+        sd[f"{k}.bias"].zero_()
+    net.load_state_dict(sd)
+    stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = [mods[k].register_forward_hook(
+        lambda m, i, o, k=k: stats.__setitem__(
+            k, (i[0].mean((0, 2, 3, 4)), i[0].var((0, 2, 3, 4), unbiased=False))))
+        for k in folded]
+    if calib is not None:
+        with torch.no_grad():
+            net(calib)
+    for h in hooks:
+        h.remove()
+    for k in folded:
+        mean, var = stats.get(k, (torch.zeros_like(sd[f"{k}.bias"]), torch.ones_like(sd[f"{k}.bias"])))
+        var = var.clamp_min(1e-6)
+        sd[f"{k}.running_mean"], sd[f"{k}.running_var"] = mean.clone(), var.clone()
+        sd[f"{k}.weight"], sd[f"{k}.bias"] = torch.sqrt(var + mods[k].eps), mean.clone()
+    net.load_state_dict(sd)
+    net.train(was_training)
+    return net

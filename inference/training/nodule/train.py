@@ -16,12 +16,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceFocalLoss
+from monai.losses import DiceFocalLoss, FocalLoss
 from scipy import ndimage as ndi
 
 from inference.models.nodule_prep import extract_patch
 from inference.training.nodule.config import NoduleConfig
-from inference.training.nodule.networks import CandidateClassifier, build_seg, load_onnx_weights, n_params
+from inference.training.nodule.networks import (
+    CandidateClassifier,
+    build_seg,
+    load_onnx_seg_weights,
+    load_onnx_weights,
+    n_params,
+)
 from inference.training.nodule.transforms import apply, cls_augment, seg_augment
 
 
@@ -45,6 +51,54 @@ def _batch(data: dict, idx: np.ndarray, aug) -> tuple[torch.Tensor, torch.Tensor
         imgs.append(torch.as_tensor(np.asarray(s["image"]), dtype=torch.float32))
         labs.append(torch.as_tensor(np.asarray(s["label"]), dtype=torch.float32))
     return torch.stack(imgs), torch.stack(labs)
+
+
+def positive_weights(label: np.ndarray, power: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the patches holding nodule voxels and their sampling probabilities: uniform for ``power`` 0,
+    else proportional to (voxels of the nodule component nearest the patch centre, the one the patch was cut
+    for) ** -power, so that patches of small nodules are drawn more often."""
+    pos = np.flatnonzero(label.reshape(len(label), -1).max(1) > 0)
+    if power == 0 or len(pos) == 0:
+        return pos, np.full(len(pos), 1.0 / max(len(pos), 1))
+    centre = (np.asarray(label.shape[1:]) - 1) / 2.0
+    size = np.empty(len(pos))
+    for j, i in enumerate(pos):
+        comps, n = ndi.label(label[i])
+        nv = ndi.sum_labels(label[i] > 0, comps, range(1, n + 1))
+        com = np.asarray(ndi.center_of_mass(label[i] > 0, comps, range(1, n + 1)), float).reshape(n, -1)
+        size[j] = nv[np.argmin(((com - centre) ** 2).sum(1))]
+    w = np.maximum(size, 1.0) ** -float(power)
+    return pos, w / w.sum()
+
+
+class SegLoss(torch.nn.Module):
+    """Segmentation loss. Defaults (``seg_dice_batch`` True, ``seg_bce_pos_weight`` 0): MONAI's
+    ``DiceFocalLoss(batch=True)`` (the v2 recipe). ``seg_dice_batch`` False: focal loss + soft Dice computed
+    per sample over the samples that hold nodule voxels (a 2-voxel nodule counts as much as a mass);
+    ``seg_bce_pos_weight`` w > 0: + BCE with nodule voxels weighted w (recall before precision)."""
+
+    def __init__(self, cfg: NoduleConfig):
+        super().__init__()
+        self.batch_dice = bool(cfg.seg_dice_batch)
+        self.pos_weight = float(cfg.seg_bce_pos_weight)
+        self.dicefocal = DiceFocalLoss(sigmoid=True, batch=True, gamma=2.0, lambda_focal=1.0)
+        self.focal = FocalLoss(gamma=2.0)
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.batch_dice:
+            loss = self.dicefocal(logits, y)
+        else:
+            p = torch.sigmoid(logits.float()).flatten(1)
+            t = y.float().flatten(1)
+            has = t.sum(1) > 0
+            loss = self.focal(logits, y)
+            if has.any():
+                inter, den = (p * t).sum(1)[has], (p + t).sum(1)[has]
+                loss = loss + (1.0 - (2.0 * inter + 1.0) / (den + 1.0)).mean()
+        if self.pos_weight > 0:
+            loss = loss + F.binary_cross_entropy_with_logits(
+                logits.float(), y.float(), pos_weight=torch.tensor(self.pos_weight, device=logits.device))
+        return loss
 
 
 class Logger:
@@ -73,8 +127,16 @@ def train_seg(cfg: NoduleConfig, data: dict, kind: str, out: Path, *, max_minute
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     dev = device()
-    net = build_seg(cfg, kind).to(dev)
+    net = build_seg(cfg, kind)
     previous = {}
+    init = None
+    if cfg.seg_init and kind == "teacher" and not (resume and out.exists()):  # fine-tune an exported teacher
+        init = str(init_onnx(cfg.seg_init, out.parent))
+        n = len(data["image"])
+        pick = np.random.default_rng(cfg.seed + 3).choice(n, min(32, n), replace=False)
+        calib = torch.as_tensor(data["image"][np.sort(pick)].astype(np.float32))[:, None]
+        load_onnx_seg_weights(net, init, calib)
+    net = net.to(dev)
     if resume and out.exists():  # continue from the checkpoint (a fresh schedule of ``iters``)
         ck = torch.load(out, map_location=dev, weights_only=False)
         net.load_state_dict(ck["state_dict"])
@@ -82,13 +144,13 @@ def train_seg(cfg: NoduleConfig, data: dict, kind: str, out: Path, *, max_minute
     iters = {"teacher": cfg.seg_iters, "student": cfg.student_iters, "vit": cfg.vit_iters}[kind]
     # SwinUNETR needs sides that are multiples of 32 and >= 64 (instance norm at the bottleneck): pad crops
     aug = seg_augment(cfg, cfg.seed, pad_to=(64, 64, 64) if kind == "vit" else None)
-    loss_fn = DiceFocalLoss(sigmoid=True, batch=True, gamma=2.0, lambda_focal=1.0)
+    loss_fn = SegLoss(cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(iters, 2), pct_start=0.1)
     scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda")
     if teacher is not None:
         teacher = teacher.to(dev).eval()
-    pos = np.flatnonzero(data["label"].reshape(len(data["label"]), -1).max(1) > 0)
+    pos, w_pos = positive_weights(data["label"], cfg.seg_size_power)
     allidx = np.arange(len(data["label"]))
     log = Logger(log_path or out.with_suffix(".jsonl"), f"seg-{kind}", iters)
     losses: list[float] = []
@@ -96,7 +158,8 @@ def train_seg(cfg: NoduleConfig, data: dict, kind: str, out: Path, *, max_minute
     it = 0
     for it in range(1, iters + 1):
         n_pos = max(1, (2 * cfg.batch) // 3)
-        idx = np.concatenate([rng.choice(pos, n_pos), rng.choice(allidx, cfg.batch - n_pos)])
+        first = rng.choice(pos, n_pos) if cfg.seg_size_power == 0 else rng.choice(pos, n_pos, p=w_pos)
+        idx = np.concatenate([first, rng.choice(allidx, cfg.batch - n_pos)])
         x, y = _batch(data, idx, aug)
         x, y = x.to(dev), y.to(dev)
         net.train()
@@ -123,6 +186,8 @@ def train_seg(cfg: NoduleConfig, data: dict, kind: str, out: Path, *, max_minute
     }
     if previous:
         summary["resumed_from"] = previous
+    if init:
+        summary["init"] = cfg.seg_init
     torch.save({"state_dict": net.state_dict(), "config": cfg.to_dict(), "kind": kind, "summary": summary}, out)
     return summary
 
