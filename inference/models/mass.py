@@ -168,8 +168,8 @@ def detect_masses(hu: np.ndarray, lung: np.ndarray, hull: np.ndarray, spacing: t
         box = tuple(slice(max(0, s.start - 3), min(n, s.stop + 3)) for s, n in zip(sl, regions.shape))
         off = np.array([b.start for b in box])
         mb = regions[box] == idx
-        feats = _features(mb, hu[box], lung[box], sp, None if mid is None else mid - off[2], vox_ml)
-        feats["medial_cut"] = _medial_cut(mb, hu[box], hull[box], lung[box], medial, r) if one_lung else 0.0
+        feats = _features(mb, hu[box], lung[box], sp, None if mid is None else mid - off[2], vox_ml,
+                          cut=(hull[box], medial, r["tissue_hu"][0]) if one_lung else None)
         if not _passes(feats, r):
             continue
         for a, o in zip("kji", off):
@@ -183,8 +183,9 @@ def detect_masses(hu: np.ndarray, lung: np.ndarray, hull: np.ndarray, spacing: t
 
 
 def _features(m: np.ndarray, hu: np.ndarray, lung: np.ndarray, sp: tuple[float, ...], mid: float | None,
-              vox_ml: float) -> dict[str, float]:
-    """Rule features of one region (arrays cropped to its box plus a margin; ``mid`` in that box's columns)."""
+              vox_ml: float, cut: tuple[np.ndarray, int, float] | None = None) -> dict[str, float]:
+    """Rule features of one region (arrays cropped to its box plus a margin; ``mid`` in that box's columns).
+    ``cut``: (hull, medial side, tissue HU floor) when one lung is in view, for ``medial_cut``."""
     sl = ndi.find_objects(m.astype(np.uint8))[0]
     ring = ndi.binary_dilation(m, iterations=2) & ~m
     contact = np.argwhere(ring & lung) * np.asarray(sp)
@@ -195,6 +196,7 @@ def _features(m: np.ndarray, hu: np.ndarray, lung: np.ndarray, sp: tuple[float, 
         "midline_share": _midline_share(m, sl, mid),
         "long_axis_mm": _long_axis_mm(m[sl], sp),
         "z_extent_mm": float((sl[0].stop - sl[0].start) * sp[0]),
+        "medial_cut": 0.0 if cut is None else _medial_cut(m, ring, hu, lung, *cut),
     }
     if len(contact) >= 20:
         centre, radius = _fit_sphere(contact)
@@ -208,19 +210,17 @@ def _features(m: np.ndarray, hu: np.ndarray, lung: np.ndarray, sp: tuple[float, 
     return feats
 
 
-def _medial_cut(m: np.ndarray, hu: np.ndarray, hull: np.ndarray, lung: np.ndarray, medial: int,
-                r: dict[str, Any]) -> float:
-    """With one lung in view: the share of the region's outer surface where soft tissue runs on, medially,
-    out of the lung's hull (arrays cropped to the region's box plus a margin).
+def _medial_cut(m: np.ndarray, ring: np.ndarray, hu: np.ndarray, lung: np.ndarray, hull: np.ndarray, medial: int,
+                tissue_floor: float) -> float:
+    """With one lung in view: the share of the region's outer surface (``ring``) where soft tissue runs on,
+    medially, out of the lung's hull (arrays cropped to the region's box plus a margin).
 
     The lung's hull cuts the heart and the hilum off from the rest of the mediastinum, which the field of view
-    of one hemithorax does not show, so their medial face is such a cut (lung1's left hemithorax: 0.33-0.37 of
-    the surface); a lung mass is wrapped by lung and chest wall (lung2's paravertebral mass: 0.14 in the same
-    crop, with the aorta on its medial side). Cuts on the lateral side (chest wall) do not count.
+    of one hemithorax does not show, so their medial face is such a cut (lung1's left hemithorax: 0.22 and 0.25);
+    a lung mass is wrapped by lung and chest wall (lung2's paravertebral mass in the same crop: 0.11, with the
+    aorta on its medial side). Cuts on the lateral side (chest wall) do not count.
     """
-    lo, _ = r["tissue_hu"]
-    ring = ndi.binary_dilation(m, iterations=2) & ~m
-    cut = ring & ~hull & ~lung & (hu > lo) & (hu < BONE_HU)
+    cut = ring & ~hull & ~lung & (hu > tissue_floor) & (hu < BONE_HU)
     cols = np.arange(m.shape[2])[None, None, :]
     centre_i = float(np.nonzero(m)[2].mean())
     medial_side = (cols - centre_i) * medial > 0
@@ -265,4 +265,4 @@ def _passes(f: dict[str, float], r: dict[str, Any]) -> bool:
             and f["sphere_radius_mm"] <= r["max_sphere_radius_mm"]
             and f["cap_concentration"] <= r["max_cap_concentration"]
             and f["z_extent_mm"] <= r["max_z_extent_factor"] * f["long_axis_mm"]
-            and f.get("medial_cut", 0.0) <= r.get("max_medial_cut", 1.0))
+            and f["medial_cut"] <= r.get("max_medial_cut", 1.0))

@@ -69,6 +69,14 @@ def augmentations() -> Compose:
     ])
 
 
+def _corner(rng: np.random.Generator, cy: int, cx: int, c: int, shape: tuple[int, ...]) -> tuple[int, int]:
+    """Top-left corner (y0, x0) of a ``c`` x ``c`` crop of a (.., H, W) array holding the point (cy, cx) at least
+    8 pixels from its edges, at a random place (clipped to the array)."""
+    y0 = int(np.clip(cy - rng.integers(8, c - 8), 0, shape[-2] - c))
+    x0 = int(np.clip(cx - rng.integers(8, c - 8), 0, shape[-1] - c))
+    return y0, x0
+
+
 class Source:
     """Training examples: cached synthetic studies + the real CTA crop, with on-the-fly insertion."""
 
@@ -147,14 +155,12 @@ class Source:
                 hot = self.pool.hot_spot(j, rng) if j is not None and cfg.hard_patch_p > 0 else None
                 if hot is not None and rng.random() < cfg.hard_patch_p:  # a mined false-positive spot
                     k, cy, cx = hot
-                    y0 = int(np.clip(cy - rng.integers(8, c - 8), 0, hu.shape[1] - c))
-                    x0 = int(np.clip(cx - rng.integers(8, c - 8), 0, hu.shape[2] - c))
+                    y0, x0 = _corner(rng, cy, cx, c, hu.shape)
                     self.counts["hard_patch"] += 1
                 elif len(ks) and rng.random() < 0.5:
                     k = int(rng.choice(ks))
                     cy, cx = np.argwhere(clot[k])[int(rng.integers(int(clot[k].sum())))]
-                    y0 = int(np.clip(cy - rng.integers(8, c - 8), 0, hu.shape[1] - c))
-                    x0 = int(np.clip(cx - rng.integers(8, c - 8), 0, hu.shape[2] - c))
+                    y0, x0 = _corner(rng, cy, cx, c, hu.shape)
                 else:
                     k = int(rng.integers(len(hu)))
                     y0, x0 = int(rng.integers(0, hu.shape[1] - c + 1)), int(rng.integers(0, hu.shape[2] - c + 1))
@@ -190,11 +196,9 @@ class Source:
         cl = np.argwhere(clot[sl])
         if len(cl):
             cy, cx = cl[int(rng.integers(len(cl)))][1:]
-            y0 = int(np.clip(cy - rng.integers(8, c - 8), 0, H - c))
-            x0 = int(np.clip(cx - rng.integers(8, c - 8), 0, hu.shape[2] - c))
+            y0, x0 = _corner(rng, cy, cx, c, hu.shape)
         elif use_hot and hot is not None and c < H:
-            y0 = int(np.clip(hot[1] - rng.integers(8, c - 8), 0, H - c))
-            x0 = int(np.clip(hot[2] - rng.integers(8, c - 8), 0, hu.shape[2] - c))
+            y0, x0 = _corner(rng, hot[1], hot[2], c, hu.shape)
         else:
             y0, x0 = int(rng.integers(0, H - c + 1)), int(rng.integers(0, hu.shape[2] - c + 1))
         x = data.window(np.asarray(hu[sl, y0:y0 + c, x0:x0 + c]))
